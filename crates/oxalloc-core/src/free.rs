@@ -1,0 +1,159 @@
+//! Freeing: the owner's fast path (a push on the page's local list), the generic path (full
+//! pages, aligned pointers, huge blocks, validation) and remote frees from other threads.
+//!
+//! A remote free never takes a lock: it pushes the block on the page's atomic `thread_free`
+//! list. Only when the page is full (so its owner is not looking at it) does the first remote
+//! free also push the block on the owning heap's `delayed` list, which the owner drains on its
+//! next slow path. The `FREEING` state makes the owner wait for that push before it can tear
+//! the heap down.
+
+use crate::global::Global;
+use crate::heap::Heap;
+use crate::os::Os;
+use crate::page::{delayed, Block, Page, FLAG_HAS_ALIGNED};
+use crate::segment::{Segment, SegmentKind, SEGMENT_MAP};
+use crate::sync::Ordering;
+
+/// A thread id that owns nothing (threads without a heap).
+pub const NO_THREAD: usize = usize::MAX;
+
+impl<S: Os + 'static> Global<S> {
+    /// Frees `p`, called on the thread whose id is `tid`.
+    ///
+    /// # Safety
+    /// `p` is null or a pointer this allocator returned; `tid` is the calling thread's id (or
+    /// [`NO_THREAD`]).
+    #[inline(always)]
+    pub unsafe fn free(&self, p: *mut u8, tid: usize) {
+        if p.is_null() {
+            return;
+        }
+        if !SEGMENT_MAP.contains(p) {
+            return self.free_invalid(p);
+        }
+        // SAFETY: the map says a segment header is at the masked address.
+        unsafe {
+            let seg = Segment::of(p);
+            let page = (*seg).page_of(p);
+            if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags == 0 {
+                // Our page, not full, no interior pointers: `p` is a block start.
+                let block = p as *mut Block;
+                debug_assert!((p as usize - (*page).start as usize) % (*page).block_size == 0, "interior pointer {:p}", p);
+                if looks_free(&*page, block, (*seg).page_shift) {
+                    self.check_double_free(page, block);
+                }
+                (*page).push_local(block);
+                if (*page).used == 0 {
+                    retire_owned::<S>(page);
+                }
+                return;
+            }
+            self.free_generic(seg, page, p, tid);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_invalid(&self, p: *mut u8) {
+        self.os.fatal("free(): invalid pointer (not allocated by oxalloc, or already released)", p as usize)
+    }
+
+    /// Confirms a suspected double free by searching the page's free lists.
+    #[cold]
+    #[inline(never)]
+    unsafe fn check_double_free(&self, page: *mut Page, block: *mut Block) {
+        // SAFETY: the caller owns the page.
+        if unsafe { (*page).is_on_free_list(block) } {
+            self.os.fatal("free(): double free detected", block as usize);
+        }
+    }
+
+    /// Frees on any thread, for any kind of block.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_generic(&self, seg: *mut Segment, page: *mut Page, p: *mut u8, tid: usize) {
+        // SAFETY: `seg` is a registered segment (checked by the caller) and `page` is one of its
+        // page slots.
+        unsafe {
+            if (*seg).kind == SegmentKind::Huge {
+                return self.huge_free(seg, p);
+            }
+            let pg = &*page;
+            if !pg.in_use || !pg.contains(p as usize) {
+                self.os.fatal("free(): invalid pointer (not a live block)", p as usize);
+            }
+            let block = pg.block_start(p as usize);
+            if block as *mut u8 != p && pg.flags & FLAG_HAS_ALIGNED == 0 {
+                self.os.fatal("free(): invalid pointer (inside a block)", p as usize);
+            }
+            if (*seg).thread_id.load(Ordering::Relaxed) == tid {
+                if looks_free(pg, block, (*seg).page_shift) {
+                    self.check_double_free(page, block);
+                }
+                let heap = pg.heap.load(Ordering::Relaxed) as *mut Heap<S>;
+                (*heap).free_owned(page, block);
+            } else {
+                self.free_remote(pg, block);
+            }
+        }
+    }
+
+    /// Frees a block of a page another thread owns (or nobody owns, when abandoned).
+    unsafe fn free_remote(&self, page: &Page, block: *mut Block) {
+        let mut tf = page.thread_free.load(Ordering::Relaxed);
+        let notify = loop {
+            let state = tf & delayed::MASK;
+            let head = tf & !delayed::MASK;
+            let (new, notify) = if state == delayed::USE_DELAYED {
+                (head | delayed::FREEING, true)
+            } else {
+                if head == block as usize {
+                    self.os.fatal("free(): double free detected (block freed twice by other threads)", head);
+                }
+                // SAFETY: the block is being freed by us; its first word is ours to link with.
+                unsafe { *(block as *mut usize) = head };
+                (block as usize | state, false)
+            };
+            match page.thread_free.compare_exchange_weak(tf, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break notify,
+                Err(now) => tf = now,
+            }
+        };
+        if notify {
+            // SAFETY: in state FREEING the owner cannot tear its heap down (it waits for us), and
+            // a page is only ever put in USE_DELAYED by a live owning heap.
+            unsafe {
+                let heap = page.heap.load(Ordering::Acquire) as *const Heap<S>;
+                debug_assert!(!heap.is_null());
+                let mut head = (*heap).delayed.load(Ordering::Relaxed);
+                loop {
+                    *(block as *mut usize) = head;
+                    match (*heap).delayed.compare_exchange_weak(head, block as usize, Ordering::Release, Ordering::Relaxed) {
+                        Ok(_) => break,
+                        Err(now) => head = now,
+                    }
+                }
+            }
+            page.set_delayed_from_freeing();
+        }
+    }
+}
+
+/// Whether a block's first word decodes to a link inside its own page (or to null): what a
+/// block on a free list holds, and rarely anything else.
+#[inline(always)]
+fn looks_free(page: &Page, block: *mut Block, page_shift: usize) -> bool {
+    // SAFETY: `block` is a block of `page` that the caller is freeing, so it is readable.
+    let link = page.decode(unsafe { *(block as *const usize) }) as usize;
+    link == 0 || (link ^ block as usize) >> page_shift == 0
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn retire_owned<S: Os + 'static>(page: *mut Page) {
+    // SAFETY: the caller owns the page, so its heap pointer is our live heap.
+    unsafe {
+        let heap = (*page).heap.load(Ordering::Relaxed) as *mut Heap<S>;
+        (*heap).page_retire(page);
+    }
+}

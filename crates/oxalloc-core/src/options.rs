@@ -1,0 +1,139 @@
+//! The options table: every `OXALLOC_*` setting, its default and its meaning, in one place.
+//! Values are read from the environment at start-up by the front end, which hands each
+//! `NAME=value` entry to [`set_from_env_entry`]; parsing never allocates.
+
+use crate::sync::{AtomicUsize, Ordering};
+
+/// One option: its variable name (without `OXALLOC_`), default and description.
+pub struct OptionDesc {
+    /// Variable name after the `OXALLOC_` prefix.
+    pub name: &'static str,
+    /// Default value.
+    pub default: usize,
+    /// Accepted words and their values, for options that are not numbers or booleans.
+    pub words: &'static [(&'static str, usize)],
+    /// One line of documentation (the README's table is generated from these).
+    pub doc: &'static str,
+}
+
+macro_rules! options {
+    ($($id:ident = $name:literal, $default:expr, $words:expr, $doc:literal;)*) => {
+        /// Identifiers of the options.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Opt { $(#[doc = $doc] $id,)* }
+        /// The table, indexed by [`Opt`].
+        pub const TABLE: &[OptionDesc] = &[
+            $(OptionDesc { name: $name, default: $default, words: $words, doc: $doc },)*
+        ];
+        #[allow(clippy::declare_interior_mutable_const)]
+        static VALUES: [AtomicUsize; TABLE.len()] = [$(AtomicUsize::new($default),)*];
+    };
+}
+
+/// `OXALLOC_SOURCE` values.
+pub mod source {
+    /// Anonymous `mmap`.
+    pub const MMAP: usize = 0;
+    /// The program break (`brk`/`sbrk`), falling back to mmap when it cannot grow.
+    pub const BRK: usize = 1;
+}
+
+options! {
+    Source = "SOURCE", source::MMAP, &[("mmap", source::MMAP), ("brk", source::BRK), ("sbrk", source::BRK)],
+        "where memory comes from: `mmap`, or `brk` (the program break, grown in whole pages and shrunk when its top is free)";
+    ShowStats = "SHOW_STATS", 0, &[],
+        "print a statistics summary to stderr when the process exits";
+    Verbose = "VERBOSE", 0, &[],
+        "print diagnostics (options in force, memory-source fallbacks) to stderr";
+    SegmentCache = "SEGMENT_CACHE", 8, &[],
+        "free 4 MiB segments kept (purged) for reuse before returning them to the OS";
+    ReportFd = "REPORT_FD", 0, &[],
+        "file descriptor that receives one JSON line of statistics per process at exit (set by `oxalloc run`)";
+}
+
+/// Current value of an option.
+#[inline]
+pub fn get(opt: Opt) -> usize {
+    VALUES[opt as usize].load(Ordering::Relaxed)
+}
+
+/// Whether a boolean option is on.
+#[inline]
+pub fn enabled(opt: Opt) -> bool {
+    get(opt) != 0
+}
+
+/// Overrides an option (tests and programmatic configuration).
+pub fn set(opt: Opt, value: usize) {
+    VALUES[opt as usize].store(value, Ordering::Relaxed);
+}
+
+fn parse_value(desc: &OptionDesc, value: &[u8]) -> Option<usize> {
+    for (word, v) in desc.words {
+        if value.eq_ignore_ascii_case(word.as_bytes()) {
+            return Some(*v);
+        }
+    }
+    match value {
+        b"" => return None,
+        _ if value.eq_ignore_ascii_case(b"true") || value.eq_ignore_ascii_case(b"on") || value.eq_ignore_ascii_case(b"yes") => {
+            return Some(1)
+        }
+        _ if value.eq_ignore_ascii_case(b"false") || value.eq_ignore_ascii_case(b"off") || value.eq_ignore_ascii_case(b"no") => {
+            return Some(0)
+        }
+        _ => {}
+    }
+    let mut n: usize = 0;
+    for &c in value {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((c - b'0') as usize)?;
+    }
+    Some(n)
+}
+
+/// Applies one environment entry (`NAME=value`). Returns false for a recognised `OXALLOC_` name
+/// with a value that does not parse, and for unknown `OXALLOC_` names; true otherwise.
+pub fn set_from_env_entry(entry: &[u8]) -> bool {
+    let Some(rest) = entry.strip_prefix(b"OXALLOC_") else { return true };
+    let Some(eq) = rest.iter().position(|&c| c == b'=') else { return true };
+    let (name, value) = (&rest[..eq], &rest[eq + 1..]);
+    for (i, desc) in TABLE.iter().enumerate() {
+        if name == desc.name.as_bytes() {
+            return match parse_value(desc, value) {
+                Some(v) => {
+                    VALUES[i].store(v, Ordering::Relaxed);
+                    true
+                }
+                None => false,
+            };
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_words_numbers_and_booleans() {
+        assert!(set_from_env_entry(b"OXALLOC_SOURCE=brk"));
+        assert_eq!(get(Opt::Source), source::BRK);
+        assert!(set_from_env_entry(b"OXALLOC_SOURCE=MMAP"));
+        assert_eq!(get(Opt::Source), source::MMAP);
+        assert!(set_from_env_entry(b"OXALLOC_REPORT_FD=3"));
+        assert_eq!(get(Opt::ReportFd), 3);
+        assert!(set_from_env_entry(b"OXALLOC_VERBOSE=yes"));
+        assert!(enabled(Opt::Verbose));
+        assert!(!set_from_env_entry(b"OXALLOC_REPORT_FD=lots"));
+        assert_eq!(get(Opt::ReportFd), 3);
+        assert!(!set_from_env_entry(b"OXALLOC_NO_SUCH=1"));
+        assert!(set_from_env_entry(b"PATH=/bin"));
+        set(Opt::ReportFd, 0);
+        set(Opt::Verbose, 0);
+    }
+}

@@ -1,0 +1,61 @@
+//! The memory-source interface: the one narrow door between the core and the operating system.
+//!
+//! The core never makes a system call itself; it asks an [`Os`] for page-aligned ranges and hands
+//! them back. Implementations live in `oxalloc-os` (mmap, the program break) and in the core's
+//! tests (a fixed region). Every method must work while the allocator is in the middle of an
+//! operation, so none of them may allocate or call back into the allocator.
+
+use core::ptr::NonNull;
+
+/// Size of an operating-system page as the core assumes it (x86-64 and aarch64 with 4 KiB pages).
+pub const OS_PAGE: usize = 4096;
+
+/// A range handed out by [`Os::map`].
+#[derive(Clone, Copy, Debug)]
+pub struct Mapping {
+    /// Start of the range, aligned as requested.
+    pub ptr: NonNull<u8>,
+    /// Whether every byte of the range is known to read as zero (fresh anonymous memory).
+    pub zeroed: bool,
+}
+
+/// Where memory comes from.
+///
+/// # Safety
+/// Implementations must return ranges that are readable and writable, aligned as asked, disjoint
+/// from every other live range, and must never allocate through the allocator that uses them.
+pub unsafe trait Os: Sync {
+    /// Maps `size` bytes aligned to `align`. Both are multiples of [`OS_PAGE`] and `align` is a
+    /// power of two. Returns `None` when the system has no memory left.
+    fn map(&self, size: usize, align: usize) -> Option<Mapping>;
+
+    /// Returns a range obtained from [`Os::map`] with the same `size`.
+    ///
+    /// # Safety
+    /// `ptr..ptr+size` was mapped by this source and nothing uses it any more.
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize);
+
+    /// Gives the physical pages of a range back to the system while keeping the range usable;
+    /// its contents become unspecified. `ptr` and `size` are multiples of [`OS_PAGE`].
+    ///
+    /// # Safety
+    /// The range is part of a live mapping and holds nothing that is still needed.
+    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize);
+
+    /// Tries to grow or shrink a mapping in place to `new_size` without moving it.
+    ///
+    /// # Safety
+    /// `ptr..ptr+old_size` was mapped by this source.
+    unsafe fn remap_in_place(&self, _ptr: NonNull<u8>, _old_size: usize, _new_size: usize) -> bool {
+        false
+    }
+
+    /// A random word for hardening keys; need not be cryptographic, must not allocate.
+    fn random(&self) -> usize;
+
+    /// Writes a diagnostic line to the error output, without allocating.
+    fn write_err(&self, msg: &[u8]);
+
+    /// Reports a fatal heap error naming `ptr` in one line, then ends the process.
+    fn fatal(&self, what: &str, ptr: usize) -> !;
+}

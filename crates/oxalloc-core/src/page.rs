@@ -1,0 +1,421 @@
+//! Pages: runs of equal-sized blocks of one size class, and the free lists inside them.
+//!
+//! A page (64 KiB for small classes, 512 KiB for medium ones; not an OS page) lives inside a
+//! segment, whose header holds the `Page` struct. Blocks are handed out from `free`; the owning
+//! thread pushes freed blocks on `local_free`; other threads push on the atomic `thread_free`.
+//! The owner moves the latter two into `free` only when `free` runs dry (the "free list
+//! sharding" of mimalloc), so the fast paths never touch a shared cache line.
+//!
+//! Invariants, with `|l|` the length of list `l`:
+//! - `used + |free| + |local_free| == capacity` once `thread_free` is counted in `used`
+//!   (a block on `thread_free` is still "used" until the owner collects it);
+//! - `capacity <= reserved`; blocks `capacity..reserved` have never been touched;
+//! - `flags == 0` iff the page is not in the full queue and holds no interior (aligned) pointers,
+//!   which is what lets the owner's free take its fast path.
+//!
+//! Free-list links are stored XOR-ed with the page's random `key`, so a use-after-free write or a
+//! double free is caught before it can steer `malloc` to an arbitrary address.
+
+use crate::sync::{AtomicUsize, Ordering};
+use core::ptr;
+
+/// A free block: its first word links to the next free block (encoded, see [`Page::encode`]).
+#[repr(C)]
+pub struct Block {
+    next: usize,
+}
+
+/// `flags` bit: the page is in its heap's full queue.
+pub const FLAG_IN_FULL: u8 = 1;
+/// `flags` bit: `malloc` handed out interior pointers of this page (aligned allocation).
+pub const FLAG_HAS_ALIGNED: u8 = 2;
+
+/// Delayed-free state kept in the low bits of `thread_free` (blocks are 16-byte aligned).
+pub mod delayed {
+    /// Remote frees push on the page's `thread_free` list.
+    pub const NORMAL: usize = 0;
+    /// The page is full: the next remote free must tell the owning heap (see `free_remote`).
+    pub const USE_DELAYED: usize = 1;
+    /// A remote thread is pushing on the owning heap's delayed list right now.
+    pub const FREEING: usize = 2;
+    /// The page has no heap (abandoned) or its heap is being torn down.
+    pub const NEVER: usize = 3;
+    /// Mask of the state bits.
+    pub const MASK: usize = 3;
+}
+
+/// Most bytes linked into `free` in one extension: carving lazily keeps fresh pages untouched
+/// (and out of the resident set) until they are needed.
+const EXTEND_BYTES: usize = 16 * 1024;
+
+/// A page's metadata, stored in its segment's header.
+#[repr(C)]
+pub struct Page {
+    /// Blocks ready for `malloc` (encoded links).
+    pub free: *mut Block,
+    /// Blocks handed out and not yet collected back.
+    pub used: u32,
+    /// `FLAG_*` bits; zero on the owner's free fast path.
+    pub flags: u8,
+    /// Size class of the blocks.
+    pub bin: u8,
+    /// The page belongs to a heap (as opposed to being a free slot of its segment).
+    pub in_use: bool,
+    /// Key XOR-ed into free-list links.
+    pub key: usize,
+    /// Blocks freed by the owning thread since the last collection (encoded links).
+    pub local_free: *mut Block,
+    /// Blocks carved so far.
+    pub capacity: u32,
+    /// Blocks that fit in the page.
+    pub reserved: u32,
+    /// `used` when the heap last accounted this page's live bytes (see `stats`).
+    pub used_accounted: u32,
+    /// Size of each block.
+    pub block_size: usize,
+    /// First block.
+    pub start: *mut u8,
+    /// Blocks freed by other threads (plain links) plus the delayed-free state in the low bits.
+    pub thread_free: AtomicUsize,
+    /// Address of the owning heap, 0 when abandoned.
+    pub heap: AtomicUsize,
+    /// Links in the heap's page queue.
+    pub next: *mut Page,
+    /// Links in the heap's page queue.
+    pub prev: *mut Page,
+}
+
+impl Page {
+    /// A page slot that holds nothing.
+    pub const EMPTY: Page = Page {
+        free: ptr::null_mut(),
+        used: 0,
+        flags: 0,
+        bin: 0,
+        in_use: false,
+        key: 0,
+        local_free: ptr::null_mut(),
+        capacity: 0,
+        reserved: 0,
+        used_accounted: 0,
+        block_size: 0,
+        start: ptr::null_mut(),
+        thread_free: AtomicUsize::new(delayed::NEVER),
+        heap: AtomicUsize::new(0),
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+    };
+
+    /// Encodes a link for storage in a free block.
+    #[inline(always)]
+    pub fn encode(&self, next: *mut Block) -> usize {
+        next as usize ^ self.key
+    }
+
+    /// Decodes a link read from a free block.
+    #[inline(always)]
+    pub fn decode(&self, stored: usize) -> *mut Block {
+        (stored ^ self.key) as *mut Block
+    }
+
+    /// Pops a block from `free`; the caller checked that `free` is not empty.
+    ///
+    /// # Safety
+    /// `self.free` is non-null and the page is owned by the calling thread.
+    #[inline(always)]
+    pub unsafe fn pop_free(&mut self) -> *mut u8 {
+        let block = self.free;
+        debug_assert!(!block.is_null());
+        debug_assert!(self.contains(block as usize), "free list left page {:p}: {:p}", self, block);
+        // SAFETY: `block` is on this page's free list, so it is a free block of this page and its
+        // first word is an encoded link written by this page. Clearing the link keeps a block
+        // that the program never writes from looking like a free block to the double-free check.
+        unsafe {
+            self.free = self.decode((*block).next);
+            (*block).next = 0;
+        }
+        self.used += 1;
+        block.cast()
+    }
+
+    /// Pushes a block freed by the owner on `local_free`.
+    ///
+    /// # Safety
+    /// `block` is the start of a block of this page that is in use, and the caller owns the page.
+    #[inline(always)]
+    pub unsafe fn push_local(&mut self, block: *mut Block) {
+        debug_assert!(self.used > 0);
+        // SAFETY: the block belongs to this page and is no longer used by the program.
+        unsafe { (*block).next = self.encode(self.local_free) };
+        self.local_free = block;
+        self.used -= 1;
+    }
+
+    /// End of the page's block area.
+    #[inline]
+    pub fn end(&self) -> usize {
+        self.start as usize + self.reserved as usize * self.block_size
+    }
+
+    /// Whether `addr` lies in the page's block area.
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr >= self.start as usize && addr < self.end()
+    }
+
+    /// Start of the block containing `addr` (which must be inside the page).
+    #[inline]
+    pub fn block_start(&self, addr: usize) -> *mut Block {
+        debug_assert!(self.contains(addr));
+        let offset = addr - self.start as usize;
+        (self.start as usize + offset - offset % self.block_size) as *mut Block
+    }
+
+    /// Sets the page up for blocks of `bin` between `start` and `end`.
+    pub fn init(&mut self, bin: usize, block_size: usize, start: *mut u8, end: usize, key: usize) {
+        debug_assert!(!self.in_use);
+        debug_assert!(block_size % crate::size_class::ALIGN == 0 || bin == 0);
+        let reserved = (end - start as usize) / block_size;
+        debug_assert!(reserved >= 1, "page too small for its block size");
+        *self = Page { thread_free: AtomicUsize::new(delayed::NORMAL), ..Page::EMPTY };
+        self.in_use = true;
+        self.bin = bin as u8;
+        self.block_size = block_size;
+        self.start = start;
+        self.reserved = reserved as u32;
+        self.key = key | 1; // never zero, so a zeroed word never decodes to null
+    }
+
+    /// Links up to [`EXTEND_BYTES`] of never-used blocks into `free`; returns how many.
+    ///
+    /// # Safety
+    /// The caller owns the page, `free` is empty and `capacity < reserved`.
+    pub unsafe fn extend(&mut self) -> u32 {
+        debug_assert!(self.free.is_null());
+        debug_assert!(self.capacity < self.reserved);
+        let room = self.reserved - self.capacity;
+        let want = (EXTEND_BYTES / self.block_size).max(1) as u32;
+        let n = room.min(want);
+        let first = self.start as usize + self.capacity as usize * self.block_size;
+        for i in 0..n as usize {
+            let block = (first + i * self.block_size) as *mut Block;
+            let next = if i + 1 < n as usize {
+                (first + (i + 1) * self.block_size) as *mut Block
+            } else {
+                ptr::null_mut()
+            };
+            // SAFETY: the block lies in `capacity..reserved`, inside the page and unused.
+            unsafe { (*block).next = self.encode(next) };
+        }
+        self.free = first as *mut Block;
+        self.capacity += n;
+        n
+    }
+
+    /// Moves blocks freed by other threads onto `local_free`. Returns the number of blocks collected from other threads, or the address
+    /// of a block that was on the list more often than the page has used blocks (a double free
+    /// by other threads).
+    ///
+    /// # Safety
+    /// The caller owns the page.
+    pub unsafe fn collect(&mut self) -> Result<u32, usize> {
+        let mut collected = 0;
+        if self.thread_free.load(Ordering::Relaxed) & !delayed::MASK != 0 {
+            // Take the whole list, keeping the state bits.
+            let mut tf = self.thread_free.load(Ordering::Relaxed);
+            loop {
+                let taken = tf & delayed::MASK;
+                match self.thread_free.compare_exchange_weak(
+                    tf,
+                    taken,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => tf = now,
+                }
+            }
+            let mut block = (tf & !delayed::MASK) as *mut Block;
+            while !block.is_null() {
+                if collected >= self.used || !self.contains(block as usize) {
+                    return Err(block as usize);
+                }
+                // SAFETY: blocks on `thread_free` belong to this page; their first word is a
+                // plain link written by `free_remote`. We now own the list exclusively.
+                let next = unsafe { (*block).next } as *mut Block;
+                // SAFETY: the block is ours and free.
+                unsafe { (*block).next = self.encode(self.local_free) };
+                self.local_free = block;
+                collected += 1;
+                block = next;
+            }
+            debug_assert!(self.used >= collected);
+            self.used -= collected;
+        }
+        Ok(collected)
+    }
+
+    /// Moves `local_free` onto an empty `free`; returns how many blocks `free` now holds.
+    ///
+    /// # Safety
+    /// The caller owns the page.
+    pub unsafe fn take_local_free(&mut self) -> u32 {
+        debug_assert!(self.free.is_null());
+        if self.local_free.is_null() {
+            return 0;
+        }
+        self.free = self.local_free;
+        self.local_free = ptr::null_mut();
+        // Every carved block is used, on `free`, or (until now) on `local_free`.
+        self.capacity - self.used
+    }
+
+    /// Whether `block` is on one of the page's free lists (owner only; used to confirm a
+    /// suspected double free, so it may walk the lists).
+    ///
+    /// # Safety
+    /// The caller owns the page.
+    pub unsafe fn is_on_free_list(&self, block: *mut Block) -> bool {
+        let limit = self.reserved as usize + 1;
+        for list in [self.free, self.local_free] {
+            let mut b = list;
+            let mut steps = 0;
+            while !b.is_null() && steps < limit {
+                if b == block {
+                    return true;
+                }
+                // SAFETY: list members are free blocks of this page with encoded links; a
+                // corrupted link is stopped by the `contains` check before it is followed.
+                let next = self.decode(unsafe { (*b).next });
+                if !next.is_null() && !self.contains(next as usize) {
+                    return false;
+                }
+                b = next;
+                steps += 1;
+            }
+        }
+        let mut b = (self.thread_free.load(Ordering::Acquire) & !delayed::MASK) as *mut Block;
+        let mut steps = 0;
+        while !b.is_null() && steps < limit && self.contains(b as usize) {
+            if b == block {
+                return true;
+            }
+            // SAFETY: blocks on `thread_free` are free blocks of this page with plain links.
+            b = unsafe { (*b).next } as *mut Block;
+            steps += 1;
+        }
+        false
+    }
+
+    /// Number of blocks on `free` (walks the list; slow paths and statistics only).
+    ///
+    /// # Safety
+    /// The caller owns the page, or the page is quiescent.
+    pub unsafe fn free_len(&self) -> u32 {
+        let mut n = 0;
+        let mut b = self.free;
+        while !b.is_null() && n <= self.reserved {
+            n += 1;
+            // SAFETY: free-list members are free blocks of this page.
+            b = self.decode(unsafe { (*b).next });
+        }
+        n
+    }
+
+    /// Sets the delayed-free state, waiting out a remote thread that is mid-notification.
+    pub fn set_delayed(&self, state: usize) {
+        let mut tf = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            if tf & delayed::MASK == delayed::FREEING {
+                core::hint::spin_loop();
+                tf = self.thread_free.load(Ordering::Acquire);
+                continue;
+            }
+            if tf & delayed::MASK == state {
+                return;
+            }
+            let new = (tf & !delayed::MASK) | state;
+            match self.thread_free.compare_exchange_weak(
+                tf,
+                new,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => tf = now,
+            }
+        }
+    }
+
+    /// Ends a remote thread's notification: state `FREEING` back to `NORMAL`.
+    pub fn set_delayed_from_freeing(&self) {
+        let mut tf = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            debug_assert_eq!(tf & delayed::MASK, delayed::FREEING);
+            let new = (tf & !delayed::MASK) | delayed::NORMAL;
+            match self.thread_free.compare_exchange_weak(tf, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => tf = now,
+            }
+        }
+    }
+
+    /// Whether every block of the page is free once pending remote frees are counted.
+    #[inline]
+    pub fn is_unused(&self) -> bool {
+        self.used == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::boxed::Box;
+
+    #[repr(align(65536))]
+    struct Area([u8; 65536]);
+
+    #[test]
+    fn extend_pop_free_and_collect() {
+        let mut area = Box::new(Area([0; 65536]));
+        let start = area.0.as_mut_ptr();
+        let mut page = Page::EMPTY;
+        page.init(2, 32, start, start as usize + 65536, 0x1234_5678);
+        assert_eq!(page.reserved, 2048);
+        unsafe {
+            let n = page.extend();
+            assert_eq!(n, 512);
+            let a = page.pop_free();
+            let b = page.pop_free();
+            assert_eq!(a, start);
+            assert_eq!(b as usize, start as usize + 32);
+            assert_eq!(page.used, 2);
+            page.push_local(a.cast());
+            assert!(page.is_on_free_list(a.cast()));
+            assert!(!page.is_on_free_list(b.cast()));
+            // A remote free, by hand.
+            (*(b as *mut Block)).next = 0;
+            page.thread_free.store(b as usize, Ordering::Release);
+            assert_eq!(page.collect(), Ok(1));
+            assert_eq!(page.used, 0);
+            assert_eq!(page.free_len(), 512 - 2);
+            // Drain `free`, then the local list comes back as the allocation list.
+            while !page.free.is_null() {
+                page.pop_free();
+            }
+            page.push_local(a.cast());
+            assert_eq!(page.take_local_free(), 1);
+            assert_eq!(page.free as *mut u8, a);
+            assert_eq!(page.block_start(b as usize + 17) as usize, b as usize);
+        }
+    }
+
+    #[test]
+    fn delayed_state_keeps_the_list() {
+        let page = Page { thread_free: AtomicUsize::new(0x1000), ..Page::EMPTY };
+        page.set_delayed(delayed::USE_DELAYED);
+        assert_eq!(page.thread_free.load(Ordering::Relaxed), 0x1000 | delayed::USE_DELAYED);
+        page.set_delayed(delayed::NEVER);
+        assert_eq!(page.thread_free.load(Ordering::Relaxed), 0x1000 | delayed::NEVER);
+    }
+}

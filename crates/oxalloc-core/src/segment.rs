@@ -1,0 +1,254 @@
+//! Segments: 4 MiB-aligned spans of memory that hold pages, with the page metadata in a header
+//! at the start. Any pointer finds its segment by masking off the low 22 bits and its page by a
+//! shift, so `free` needs no header in front of the block and no search.
+//!
+//! ```text
+//!  segment (4 MiB, aligned)                                   kinds:
+//!  +--------+-----------+-----------+-----+-----------+       small   64 pages of 64 KiB
+//!  | header | page 0    | page 1    | ... | page n-1  |       medium   8 pages of 512 KiB
+//!  +--------+-----------+-----------+-----+-----------+       huge     1 page, any size
+//!   ^ Segment { thread_id, pages: [Page; 64], ... }
+//! ```
+//! Page 0 starts after the header; every other page starts at `segment + (i << page_shift)`.
+//! A huge segment holds one block larger than `MEDIUM_MAX` and may span several 4 MiB units,
+//! but its block always starts inside the first one.
+//!
+//! Invariants:
+//! - `used_pages == |{ i : pages[i].in_use }|`;
+//! - a segment is in the [`SegmentMap`] exactly while it is mapped;
+//! - `thread_id` is the owning thread, or 0 for huge and abandoned segments.
+
+use crate::os::OS_PAGE;
+use crate::page::Page;
+use crate::size_class::align_up;
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use core::ptr;
+
+/// log2 of [`SEGMENT_SIZE`].
+pub const SEGMENT_SHIFT: usize = 22;
+/// Size and alignment of a segment.
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+/// Mask that turns a pointer into its segment's address.
+pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
+/// log2 of the size of small pages.
+pub const SMALL_PAGE_SHIFT: usize = 16;
+/// log2 of the size of medium pages.
+pub const MEDIUM_PAGE_SHIFT: usize = 19;
+/// Page slots in a segment header (enough for small segments).
+pub const MAX_PAGES: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT;
+/// Bytes taken by the header at the start of every segment.
+pub const HEADER_SIZE: usize = align_up(core::mem::size_of::<Segment>(), OS_PAGE);
+/// Largest alignment a huge block can be given (its block must start in the first 4 MiB).
+pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
+
+/// What a segment's pages hold.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum SegmentKind {
+    /// 64 pages of 64 KiB for blocks up to `SMALL_MAX`.
+    Small = 0,
+    /// 8 pages of 512 KiB for blocks up to `MEDIUM_MAX`.
+    Medium = 1,
+    /// One block larger than `MEDIUM_MAX`.
+    Huge = 2,
+}
+
+/// The header at the start of every segment.
+#[repr(C)]
+pub struct Segment {
+    /// Owning thread's id, or 0 (huge, abandoned).
+    pub thread_id: AtomicUsize,
+    /// log2 of the page size; pointer-to-page is `(p - segment) >> page_shift`.
+    pub page_shift: usize,
+    /// What the pages hold.
+    pub kind: SegmentKind,
+    /// Whether the memory came zeroed from the source and was never used.
+    pub zeroed: bool,
+    /// Set while the segment is in its heap's list of segments with free page slots.
+    pub in_heap_list: bool,
+    /// Page slots in this segment.
+    pub page_count: usize,
+    /// Page slots in use.
+    pub used_pages: usize,
+    /// Bytes mapped for this segment.
+    pub size: usize,
+    /// Links in the owning heap's list of segments with free page slots.
+    pub heap_next: *mut Segment,
+    /// Links in the owning heap's list of segments with free page slots.
+    pub heap_prev: *mut Segment,
+    /// Link in the global list of abandoned segments.
+    pub abandoned_next: *mut Segment,
+    /// Links in the global registry of all segments (statistics and heap walks).
+    pub all_next: *mut Segment,
+    /// Links in the global registry of all segments.
+    pub all_prev: *mut Segment,
+    /// Page metadata, `page_count` of them in use.
+    pub pages: [Page; MAX_PAGES],
+}
+
+impl Segment {
+    /// The segment that contains `p` (meaningful only if [`SegmentMap::contains`] says so).
+    #[inline(always)]
+    pub fn of(p: *const u8) -> *mut Segment {
+        (p as usize & !SEGMENT_MASK) as *mut Segment
+    }
+
+    /// The page that contains `p`, which lies in this segment.
+    #[inline(always)]
+    pub fn page_of(&self, p: *const u8) -> *mut Page {
+        let index = (p as usize - self as *const Segment as usize) >> self.page_shift;
+        debug_assert!(index < self.page_count, "{:p} is past the pages of {:p}", p, self);
+        &self.pages[index] as *const Page as *mut Page
+    }
+
+    /// Page size for a kind.
+    pub const fn page_shift_of(kind: SegmentKind) -> usize {
+        match kind {
+            SegmentKind::Small => SMALL_PAGE_SHIFT,
+            SegmentKind::Medium => MEDIUM_PAGE_SHIFT,
+            SegmentKind::Huge => usize::BITS as usize - 1,
+        }
+    }
+
+    /// Writes a fresh header for a segment of `kind` and `size` bytes at `at`.
+    ///
+    /// # Safety
+    /// `at` is the start of a writable, `SEGMENT_SIZE`-aligned range of `size` bytes.
+    pub unsafe fn init(at: *mut u8, kind: SegmentKind, size: usize, zeroed: bool) -> *mut Segment {
+        debug_assert!(at as usize & SEGMENT_MASK == 0);
+        let seg = at.cast::<Segment>();
+        let page_shift = Self::page_shift_of(kind);
+        let page_count = match kind {
+            SegmentKind::Huge => 1,
+            _ => SEGMENT_SIZE >> page_shift,
+        };
+        // SAFETY: the caller hands us the range; the header fits in HEADER_SIZE bytes.
+        unsafe {
+            ptr::addr_of_mut!((*seg).thread_id).write(AtomicUsize::new(0));
+            ptr::addr_of_mut!((*seg).page_shift).write(page_shift);
+            ptr::addr_of_mut!((*seg).kind).write(kind);
+            ptr::addr_of_mut!((*seg).zeroed).write(zeroed);
+            ptr::addr_of_mut!((*seg).in_heap_list).write(false);
+            ptr::addr_of_mut!((*seg).page_count).write(page_count);
+            ptr::addr_of_mut!((*seg).used_pages).write(0);
+            ptr::addr_of_mut!((*seg).size).write(size);
+            ptr::addr_of_mut!((*seg).heap_next).write(ptr::null_mut());
+            ptr::addr_of_mut!((*seg).heap_prev).write(ptr::null_mut());
+            ptr::addr_of_mut!((*seg).abandoned_next).write(ptr::null_mut());
+            ptr::addr_of_mut!((*seg).all_next).write(ptr::null_mut());
+            ptr::addr_of_mut!((*seg).all_prev).write(ptr::null_mut());
+            let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            for i in 0..page_count {
+                pages.add(i).write(Page::EMPTY);
+            }
+        }
+        seg
+    }
+
+    /// The byte range `[start, end)` that page `index` may fill with blocks.
+    pub fn page_area(&self, index: usize) -> (*mut u8, usize) {
+        let base = self as *const Segment as usize;
+        let start = if index == 0 { base + HEADER_SIZE } else { base + (index << self.page_shift) };
+        let end = match self.kind {
+            SegmentKind::Huge => base + self.size,
+            _ => base + ((index + 1) << self.page_shift),
+        };
+        (start as *mut u8, end)
+    }
+
+    /// A free page slot, if any.
+    pub fn find_free_page(&mut self) -> Option<usize> {
+        if self.used_pages == self.page_count {
+            return None;
+        }
+        self.pages[..self.page_count].iter().position(|p| !p.in_use)
+    }
+}
+
+/// One bit per 4 MiB of the 48-bit address space: set while a segment starts there. This is how
+/// `free` tells oxalloc's pointers from foreign ones with one load, before reading any header.
+pub struct SegmentMap {
+    bits: [AtomicU64; SegmentMap::WORDS],
+}
+
+impl SegmentMap {
+    const ADDRESS_BITS: usize = 48;
+    const WORDS: usize = 1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT - 6);
+
+    /// The empty map (lives in `.bss`; untouched words cost no memory).
+    pub const fn new() -> Self {
+        #[allow(clippy::declare_interior_mutable_const)]
+        const ZERO: AtomicU64 = AtomicU64::new(0);
+        SegmentMap { bits: [ZERO; SegmentMap::WORDS] }
+    }
+
+    #[inline(always)]
+    fn slot(segment: usize) -> Option<(usize, u64)> {
+        let unit = segment >> SEGMENT_SHIFT;
+        let word = unit >> 6;
+        if word >= Self::WORDS {
+            return None;
+        }
+        Some((word, 1u64 << (unit & 63)))
+    }
+
+    /// Whether a segment starts at the segment address of `p`.
+    #[inline(always)]
+    pub fn contains(&self, p: *const u8) -> bool {
+        match Self::slot(p as usize & !SEGMENT_MASK) {
+            Some((word, bit)) => self.bits[word].load(Ordering::Relaxed) & bit != 0,
+            None => false,
+        }
+    }
+
+    /// Records a segment; returns false if its address is outside the map.
+    pub fn insert(&self, segment: *mut Segment) -> bool {
+        match Self::slot(segment as usize) {
+            Some((word, bit)) => {
+                self.bits[word].fetch_or(bit, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets a segment.
+    pub fn remove(&self, segment: *mut Segment) {
+        if let Some((word, bit)) = Self::slot(segment as usize) {
+            self.bits[word].fetch_and(!bit, Ordering::Release);
+        }
+    }
+}
+
+impl Default for SegmentMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process-wide map: segment addresses are unique in a process, whichever heap owns them.
+pub static SEGMENT_MAP: SegmentMap = SegmentMap::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fits_before_the_first_small_page_end() {
+        assert!(HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 2, "header {HEADER_SIZE}");
+    }
+
+    #[test]
+    fn map_tracks_segments() {
+        static MAP: SegmentMap = SegmentMap::new();
+        let map = &MAP;
+        let seg = (7 * SEGMENT_SIZE) as *mut Segment;
+        assert!(!map.contains(seg.cast()));
+        assert!(map.insert(seg));
+        assert!(map.contains((7 * SEGMENT_SIZE + 12345) as *const u8));
+        assert!(!map.contains((8 * SEGMENT_SIZE) as *const u8));
+        map.remove(seg);
+        assert!(!map.contains(seg.cast()));
+        assert!(!map.contains(usize::MAX as *const u8));
+    }
+}

@@ -1,0 +1,103 @@
+//! Synchronisation primitives that never allocate: the only lock in the allocator is this spin
+//! lock, and it guards slow, rare work (segment cache, abandoned segments, heap registry).
+//! Atomics are imported from here so the whole core uses one set.
+
+pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+
+/// A test-and-test-and-set spin lock holding a `T`.
+///
+/// Invariant: `locked` is true exactly while one [`SpinGuard`] exists (or, in a child process
+/// after `fork`, while the parent's guard existed at the time of the fork; see
+/// [`SpinLock::force_unlock`]).
+pub struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock serialises all access to `value`.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the value; no thread holds a reference across the move.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new, unlocked lock.
+    pub const fn new(value: T) -> Self {
+        SpinLock { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+    }
+
+    /// Takes the lock, spinning (and yielding the CPU hint) while another thread holds it.
+    #[inline]
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        loop {
+            if !self.locked.swap(true, Ordering::Acquire) {
+                return SpinGuard { lock: self };
+            }
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Takes the lock and leaves it held with no guard; pair with [`SpinLock::force_unlock`].
+    /// Used around `fork()` so the child never sees a half-done update.
+    pub fn lock_for_fork(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases a lock taken by [`SpinLock::lock_for_fork`].
+    ///
+    /// # Safety
+    /// The caller took the lock with `lock_for_fork` (in this process or in the parent).
+    pub unsafe fn force_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Access to the value of a held [`SpinLock`].
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while the lock is held, so access is exclusive.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_serialises_increments() {
+        static COUNTER: SpinLock<u64> = SpinLock::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        *COUNTER.lock() += 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*COUNTER.lock(), 40_000);
+    }
+}
