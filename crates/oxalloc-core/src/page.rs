@@ -403,9 +403,8 @@ mod tests {
             while !page.free.is_null() {
                 page.pop_free();
             }
-            page.push_local(a.cast());
-            assert_eq!(page.take_local_free(), 1);
-            assert_eq!(page.free as *mut u8, a);
+            assert_eq!(page.take_local_free(), 2);
+            assert_eq!(page.free as *mut u8, b, "the collected remote free is first");
             assert_eq!(page.block_start(b as usize + 17) as usize, b as usize);
         }
     }
