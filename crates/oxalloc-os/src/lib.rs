@@ -1,0 +1,18 @@
+//! Memory sources: the only code in oxalloc that makes system calls for memory.
+//!
+//! - [`mmap::Mmap`]: anonymous private mappings, aligned by hinting and trimming.
+//! - [`brk::Brk`]: the classic program break, grown in whole pages, shrunk when its top is free,
+//!   with a first-fit list of free spans (split and coalesced) in between.
+//! - [`OsSource`]: the one the process uses, chosen by `OXALLOC_SOURCE` at the first mapping;
+//!   the program break falls back to mmap when it cannot grow.
+//!
+//! Nothing here allocates: diagnostics are written with `write(2)` from fixed buffers.
+#![no_std]
+#![warn(unsafe_op_in_unsafe_fn, missing_docs)]
+
+pub mod brk;
+pub mod mmap;
+mod source;
+pub mod sys;
+
+pub use source::OsSource;

@@ -1,0 +1,112 @@
+//! Anonymous mmap. Aligned mappings first try a hint address right after the previous aligned
+//! mapping (one system call when the address space there is free), and otherwise map
+//! `size + align` and trim both ends.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use oxalloc_core::os::{Mapping, OS_PAGE};
+
+/// Where aligned mappings are hinted first: well above the program's usual mappings.
+const HINT_START: usize = 0x0200_0000_0000; // 2 TiB
+/// Hints stop here and the trimming path takes over.
+const HINT_END: usize = 0x4000_0000_0000; // 64 TiB
+
+/// The mmap source.
+pub struct Mmap {
+    hint: AtomicUsize,
+}
+
+impl Mmap {
+    /// A new source.
+    pub const fn new() -> Self {
+        Mmap { hint: AtomicUsize::new(HINT_START) }
+    }
+
+    fn raw_map(addr: usize, size: usize) -> Option<*mut u8> {
+        // SAFETY: an anonymous private mapping with no fixed address cannot clobber anything.
+        let p = unsafe {
+            libc::mmap(
+                addr as *mut libc::c_void,
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            None
+        } else {
+            Some(p.cast())
+        }
+    }
+
+    /// Maps `size` bytes aligned to `align`.
+    pub fn map(&self, size: usize, align: usize) -> Option<Mapping> {
+        debug_assert!(size % OS_PAGE == 0 && align.is_power_of_two());
+        if align <= OS_PAGE {
+            let p = Self::raw_map(0, size)?;
+            return Some(Mapping { ptr: NonNull::new(p)?, zeroed: true });
+        }
+        // 1. A hinted address, aligned by construction.
+        let span = (size + align - 1) & !(align - 1);
+        let hint = self.hint.fetch_add(span, Ordering::Relaxed);
+        if hint + span <= HINT_END && hint % align == 0 {
+            if let Some(p) = Self::raw_map(hint, size) {
+                if p as usize % align == 0 {
+                    return Some(Mapping { ptr: NonNull::new(p)?, zeroed: true });
+                }
+                // SAFETY: we just mapped it.
+                unsafe { libc::munmap(p.cast(), size) };
+            }
+        }
+        // 2. Over-map and trim.
+        let p = Self::raw_map(0, size.checked_add(align)?)? as usize;
+        let aligned = (p + align - 1) & !(align - 1);
+        // SAFETY: both trimmed pieces lie inside the mapping we own and are page-aligned.
+        unsafe {
+            if aligned > p {
+                libc::munmap(p as *mut libc::c_void, aligned - p);
+            }
+            let tail = p + size + align - (aligned + size);
+            if tail > 0 {
+                libc::munmap((aligned + size) as *mut libc::c_void, tail);
+            }
+        }
+        Some(Mapping { ptr: NonNull::new(aligned as *mut u8)?, zeroed: true })
+    }
+
+    /// Unmaps a range.
+    ///
+    /// # Safety
+    /// The range was mapped by this source and is unused.
+    pub unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the contract.
+        unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
+    }
+
+    /// Drops the physical pages of a range (they read as zero afterwards); RSS falls at once.
+    ///
+    /// # Safety
+    /// The range is mapped and holds nothing needed.
+    pub unsafe fn purge(ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the contract.
+        unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) };
+    }
+
+    /// Grows or shrinks a mapping without moving it.
+    ///
+    /// # Safety
+    /// The range was mapped by this source.
+    pub unsafe fn remap_in_place(&self, ptr: NonNull<u8>, old: usize, new: usize) -> bool {
+        // SAFETY: without MREMAP_MAYMOVE the mapping stays where it is or the call fails.
+        let p = unsafe { libc::mremap(ptr.as_ptr().cast(), old, new, 0) };
+        p != libc::MAP_FAILED && p == ptr.as_ptr().cast()
+    }
+}
+
+impl Default for Mmap {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,93 @@
+//! The process's memory source: mmap or the program break, per `OXALLOC_SOURCE`.
+
+use crate::brk::Brk;
+use crate::mmap::Mmap;
+use crate::sys;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
+use oxalloc_core::options::{self, source, Opt};
+use oxalloc_core::os::{Mapping, Os};
+
+/// The memory source oxalloc runs on.
+pub struct OsSource {
+    /// Anonymous mappings (always available; the fallback of `brk`).
+    pub mmap: Mmap,
+    /// The program break.
+    pub brk: Brk,
+    brk_failed: AtomicBool,
+}
+
+impl OsSource {
+    /// A new source; nothing is mapped until asked.
+    pub const fn new() -> Self {
+        OsSource { mmap: Mmap::new(), brk: Brk::new(), brk_failed: AtomicBool::new(false) }
+    }
+
+    /// Takes the source's locks before `fork()`.
+    pub fn lock_for_fork(&self) {
+        self.brk.lock_for_fork();
+    }
+
+    /// Releases the locks after `fork()`, in the parent and in the child.
+    ///
+    /// # Safety
+    /// [`OsSource::lock_for_fork`] was called before the fork.
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: per the contract.
+        unsafe { self.brk.unlock_after_fork() };
+    }
+}
+
+impl Default for OsSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: both sources hand out disjoint, page-aligned, writable ranges and never allocate.
+unsafe impl Os for OsSource {
+    fn map(&self, size: usize, align: usize) -> Option<Mapping> {
+        if options::get(Opt::Source) == source::BRK && !self.brk_failed.load(Ordering::Relaxed) {
+            if let Some(m) = self.brk.map(size, align) {
+                return Some(m);
+            }
+            if !self.brk_failed.swap(true, Ordering::Relaxed) && options::enabled(Opt::Verbose) {
+                sys::write_stderr(b"oxalloc: the program break cannot grow; using mmap from now on\n");
+            }
+        }
+        self.mmap.map(size, align)
+    }
+
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the trait contract, the range came from `map`, i.e. from one of the two.
+        unsafe {
+            if self.brk.owns(ptr.as_ptr()) {
+                self.brk.unmap(ptr, size)
+            } else {
+                self.mmap.unmap(ptr, size)
+            }
+        }
+    }
+
+    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the trait contract.
+        unsafe { Mmap::purge(ptr, size) }
+    }
+
+    unsafe fn remap_in_place(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        // SAFETY: per the trait contract.
+        !self.brk.owns(ptr.as_ptr()) && unsafe { self.mmap.remap_in_place(ptr, old_size, new_size) }
+    }
+
+    fn random(&self) -> usize {
+        sys::random_word()
+    }
+
+    fn write_err(&self, msg: &[u8]) {
+        sys::write_stderr(msg)
+    }
+
+    fn fatal(&self, what: &str, ptr: usize) -> ! {
+        sys::fatal(what, ptr)
+    }
+}
