@@ -17,6 +17,8 @@ pub const CACHE_MAX: usize = 64;
 /// Free segments kept for reuse.
 struct SegmentCache {
     segs: [*mut Segment; CACHE_MAX],
+    /// Whether each cached segment reads as zero (its purge zeroed it).
+    zeroed: [bool; CACHE_MAX],
     len: usize,
 }
 
@@ -57,7 +59,7 @@ impl<S: Os + 'static> Global<S> {
             os,
             counters: GlobalCounters::new(),
             bind_thread,
-            cache: SpinLock::new(SegmentCache { segs: [ptr::null_mut(); CACHE_MAX], len: 0 }),
+            cache: SpinLock::new(SegmentCache { segs: [ptr::null_mut(); CACHE_MAX], zeroed: [false; CACHE_MAX], len: 0 }),
             lists: SpinLock::new(Lists {
                 abandoned: ptr::null_mut(),
                 all_segments: ptr::null_mut(),
@@ -124,17 +126,17 @@ impl<S: Os + 'static> Global<S> {
     /// memory.
     pub fn alloc_segment(&self, kind: SegmentKind) -> *mut Segment {
         debug_assert!(kind != SegmentKind::Huge);
-        let cached = {
+        let (cached, cached_zeroed) = {
             let mut cache = self.cache.lock();
             if cache.len > 0 {
                 cache.len -= 1;
-                cache.segs[cache.len]
+                (cache.segs[cache.len], cache.zeroed[cache.len])
             } else {
-                ptr::null_mut()
+                (ptr::null_mut(), false)
             }
         };
         let (at, zeroed) = if !cached.is_null() {
-            (cached.cast::<u8>(), false)
+            (cached.cast::<u8>(), cached_zeroed)
         } else {
             match self.map_segment_memory(SEGMENT_SIZE) {
                 Some(m) => (m.ptr.as_ptr(), m.zeroed),
@@ -165,10 +167,11 @@ impl<S: Os + 'static> Global<S> {
             let mut cache = self.cache.lock();
             if cache.len < limit {
                 // SAFETY: the segment is ours; purging keeps the range mapped.
-                unsafe { self.os.purge(NonNull::new_unchecked(seg.cast()), SEGMENT_SIZE) };
+                let zeroed = unsafe { self.os.purge(NonNull::new_unchecked(seg.cast()), SEGMENT_SIZE) };
                 self.counters.purged_bytes.fetch_add(SEGMENT_SIZE as u64, Ordering::Relaxed);
                 let n = cache.len;
                 cache.segs[n] = seg;
+                cache.zeroed[n] = zeroed;
                 cache.len += 1;
                 return;
             }

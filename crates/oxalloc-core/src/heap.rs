@@ -193,7 +193,8 @@ impl<S: Os + 'static> Heap<S> {
             let (start, end) = (*seg).page_area(index);
             let page = &mut (*seg).pages[index] as *mut Page;
             let key = self.key ^ (page as usize).rotate_left(17);
-            (*page).init(bin, bin_size(bin), start, end, key);
+            let fresh = (*seg).take_fresh(index);
+            (*page).init(bin, bin_size(bin), start, end, key, fresh);
             (*page).heap.store(self as *mut Self as usize, Ordering::Release);
             (*seg).used_pages += 1;
             if (*seg).used_pages == (*seg).page_count {

@@ -27,6 +27,7 @@ impl<S: Os + 'static> Global<S> {
             return ptr::null_mut();
         }
         let offset = align_up(HEADER_SIZE, align.max(OS_PAGE));
+        let size = size.max(1);
         let Some(total) = size.checked_add(offset + OS_PAGE - 1).map(|t| t & !(OS_PAGE - 1)) else {
             return ptr::null_mut();
         };
@@ -41,7 +42,7 @@ impl<S: Os + 'static> Global<S> {
         unsafe {
             let page = &mut (*seg).pages[0];
             let start = at.add(offset);
-            page.init(0, total - offset, start, at as usize + total, 0);
+            page.init(0, total - offset, start, at as usize + total, 0, m.zeroed);
             page.capacity = 1;
             page.used = 1;
             (*seg).used_pages = 1;

@@ -35,12 +35,14 @@ pub unsafe trait Os: Sync {
     /// `ptr..ptr+size` was mapped by this source and nothing uses it any more.
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize);
 
-    /// Gives the physical pages of a range back to the system while keeping the range usable;
-    /// its contents become unspecified. `ptr` and `size` are multiples of [`OS_PAGE`].
+    /// Gives the physical pages of a range back to the system while keeping the range usable.
+    /// Returns true if the range now reads as zero (as after `MADV_DONTNEED` on anonymous
+    /// memory), false if its contents are unspecified. `ptr` and `size` are multiples of
+    /// [`OS_PAGE`].
     ///
     /// # Safety
     /// The range is part of a live mapping and holds nothing that is still needed.
-    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize);
+    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) -> bool;
 
     /// Tries to grow or shrink a mapping in place to `new_size` without moving it.
     ///

@@ -61,6 +61,11 @@ pub struct Page {
     pub bin: u8,
     /// The page belongs to a heap (as opposed to being a free slot of its segment).
     pub in_use: bool,
+    /// Every block on `free` reads as zero: they were carved from memory that came zeroed
+    /// from the source and was never used (`pop_free` clears the link word).
+    pub free_is_zero: bool,
+    /// The page's memory came zeroed and no block was carved from it before.
+    pub fresh: bool,
     /// Key XOR-ed into free-list links.
     pub key: usize,
     /// Blocks freed by the owning thread since the last collection (encoded links).
@@ -93,6 +98,8 @@ impl Page {
         flags: 0,
         bin: 0,
         in_use: false,
+        free_is_zero: false,
+        fresh: false,
         key: 0,
         local_free: ptr::null_mut(),
         capacity: 0,
@@ -171,8 +178,9 @@ impl Page {
         (self.start as usize + offset - offset % self.block_size) as *mut Block
     }
 
-    /// Sets the page up for blocks of `bin` between `start` and `end`.
-    pub fn init(&mut self, bin: usize, block_size: usize, start: *mut u8, end: usize, key: usize) {
+    /// Sets the page up for blocks of `bin` between `start` and `end`; `fresh` says the memory
+    /// reads as zero.
+    pub fn init(&mut self, bin: usize, block_size: usize, start: *mut u8, end: usize, key: usize, fresh: bool) {
         debug_assert!(!self.in_use);
         debug_assert!(block_size % crate::size_class::ALIGN == 0 || bin == 0);
         let reserved = (end - start as usize) / block_size;
@@ -184,6 +192,7 @@ impl Page {
         self.start = start;
         self.reserved = reserved as u32;
         self.key = key | 1; // never zero, so a zeroed word never decodes to null
+        self.fresh = fresh;
     }
 
     /// Links up to [`EXTEND_BYTES`] of never-used blocks into `free`; returns how many.
@@ -208,6 +217,7 @@ impl Page {
             unsafe { (*block).next = self.encode(next) };
         }
         self.free = first as *mut Block;
+        self.free_is_zero = self.fresh;
         self.capacity += n;
         n
     }
@@ -266,6 +276,7 @@ impl Page {
         }
         self.free = self.local_free;
         self.local_free = ptr::null_mut();
+        self.free_is_zero = false;
         // Every carved block is used, on `free`, or (until now) on `local_free`.
         self.capacity - self.used
     }
@@ -380,7 +391,7 @@ mod tests {
         let mut area = Box::new(Area([0; 65536]));
         let start = area.0.as_mut_ptr();
         let mut page = Page::EMPTY;
-        page.init(2, 32, start, start as usize + 65536, 0x1234_5678);
+        page.init(2, 32, start, start as usize + 65536, 0x1234_5678, false);
         assert_eq!(page.reserved, 2048);
         unsafe {
             let n = page.extend();

@@ -62,8 +62,10 @@ pub struct Segment {
     pub page_shift: usize,
     /// What the pages hold.
     pub kind: SegmentKind,
-    /// Whether the memory came zeroed from the source and was never used.
+    /// Whether the memory came zeroed from the source (or a purge).
     pub zeroed: bool,
+    /// Bit `i` set once page slot `i` has held blocks since the memory was zeroed.
+    pub dirty: u64,
     /// Set while the segment is in its heap's list of segments with free page slots.
     pub in_heap_list: bool,
     /// Page slots in this segment.
@@ -128,6 +130,7 @@ impl Segment {
             ptr::addr_of_mut!((*seg).page_shift).write(page_shift);
             ptr::addr_of_mut!((*seg).kind).write(kind);
             ptr::addr_of_mut!((*seg).zeroed).write(zeroed);
+            ptr::addr_of_mut!((*seg).dirty).write(0);
             ptr::addr_of_mut!((*seg).in_heap_list).write(false);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
             ptr::addr_of_mut!((*seg).used_pages).write(0);
@@ -154,6 +157,14 @@ impl Segment {
             _ => base + ((index + 1) << self.page_shift),
         };
         (start as *mut u8, end)
+    }
+
+    /// Marks page slot `index` as used and says whether its memory still reads as zero.
+    pub fn take_fresh(&mut self, index: usize) -> bool {
+        let bit = 1u64 << index;
+        let fresh = self.zeroed && self.dirty & bit == 0;
+        self.dirty |= bit;
+        fresh
     }
 
     /// A free page slot, if any.

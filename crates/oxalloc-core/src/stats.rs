@@ -55,9 +55,10 @@ macro_rules! counters {
                 }
                 s
             }
-            /// Writes the snapshot as one JSON object on one line.
-            pub fn write_json(&self, out: &mut dyn Write, pid: u32) -> fmt::Result {
-                write!(out, "{{\"pid\":{pid},\"allocations\":{},\"frees\":{},\"live_bytes\":{}", self.allocations, self.frees, self.live_bytes)?;
+            /// Writes the snapshot as one JSON object on one line, with the process id and its
+            /// peak resident set size (which only the OS layer can measure).
+            pub fn write_json(&self, out: &mut dyn Write, pid: u32, peak_rss_bytes: u64) -> fmt::Result {
+                write!(out, "{{\"pid\":{pid},\"peak_rss_bytes\":{peak_rss_bytes},\"allocations\":{},\"frees\":{},\"live_bytes\":{}", self.allocations, self.frees, self.live_bytes)?;
                 $(write!(out, concat!(",\"", stringify!($name), "\":{}"), self.$name)?;)*
                 out.write_str(",\"bins\":[")?;
                 let mut first = true;
@@ -245,9 +246,9 @@ mod tests {
         s.bins[1] = 2;
         s.bins[0] = 1;
         let mut buf = FixedBuf::<1024>::new();
-        s.write_json(&mut buf, 42).unwrap();
+        s.write_json(&mut buf, 42, 4096).unwrap();
         let text = core::str::from_utf8(buf.as_bytes()).unwrap();
-        assert!(text.starts_with("{\"pid\":42,\"allocations\":3,\"frees\":1"), "{text}");
+        assert!(text.starts_with("{\"pid\":42,\"peak_rss_bytes\":4096,\"allocations\":3,\"frees\":1"), "{text}");
         assert!(text.ends_with(",\"bins\":[[0,1],[16,2]]}\n"), "{text}");
         assert_eq!(text.matches('\n').count(), 1);
     }

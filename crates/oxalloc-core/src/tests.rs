@@ -60,8 +60,9 @@ unsafe impl Os for FixedRegion {
         *used &= !(mask << first);
         self.in_use.fetch_sub(n, Ordering::Relaxed);
     }
-    unsafe fn purge(&self, _ptr: NonNull<u8>, size: usize) {
+    unsafe fn purge(&self, _ptr: NonNull<u8>, size: usize) -> bool {
         self.purged.fetch_add(size, Ordering::Relaxed);
+        false
     }
     fn random(&self) -> usize {
         0x9E37_79B9_7F4A_7C15

@@ -89,9 +89,9 @@ impl Mmap {
     ///
     /// # Safety
     /// The range is mapped and holds nothing needed.
-    pub unsafe fn purge(ptr: NonNull<u8>, size: usize) {
+    pub unsafe fn purge(ptr: NonNull<u8>, size: usize) -> bool {
         // SAFETY: per the contract.
-        unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) };
+        unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) == 0 }
     }
 
     /// Grows or shrinks a mapping without moving it.

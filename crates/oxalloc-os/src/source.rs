@@ -69,8 +69,9 @@ unsafe impl Os for OsSource {
         }
     }
 
-    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
-        // SAFETY: per the trait contract.
+    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) -> bool {
+        // SAFETY: per the trait contract. MADV_DONTNEED on private anonymous memory (mmap'd or
+        // from the break) makes the range read as zero.
         unsafe { Mmap::purge(ptr, size) }
     }
 

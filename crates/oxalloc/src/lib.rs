@@ -1,0 +1,191 @@
+//! # oxalloc
+//!
+//! A general-purpose memory allocator: thread-local heaps with a lock-free fast path, size
+//! classes in pages carved from 4 MiB segments, lock-free cross-thread frees, huge blocks mapped
+//! directly, statistics that cost nothing on the fast path, and detection of invalid and double
+//! frees.
+//!
+//! Use it as Rust's global allocator:
+//! ```no_run
+//! #[global_allocator]
+//! static GLOBAL: oxalloc::OxAlloc = oxalloc::OxAlloc;
+//!
+//! fn main() {
+//!     let v: Vec<u64> = (0..1000).collect();
+//!     let s = oxalloc::stats();
+//!     println!("{} allocations, peak live {} bytes, {}", s.allocations, s.peak_live_bytes, v.len());
+//! }
+//! ```
+//! C and C++ programs use `liboxalloc.so` (preloaded or linked), built by `oxalloc-capi` on top
+//! of the functions in this crate.
+//!
+//! This crate owns what needs the operating system's thread machinery: the thread-local heap
+//! slot, thread exit, `fork()`, start-up options and the exit report. The policy lives in
+//! `oxalloc-core` and the system calls for memory in `oxalloc-os`.
+#![no_std]
+#![warn(unsafe_op_in_unsafe_fn, missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod init;
+pub mod thread;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr;
+use oxalloc_core::size_class::ALIGN;
+pub use oxalloc_core::stats::{Bytes, FixedBuf};
+pub use oxalloc_core::{options, Global, Snapshot};
+use oxalloc_os::OsSource;
+use thread::ThreadHeap;
+
+pub use init::peak_rss_bytes;
+
+/// The memory source of this process.
+pub type Source = OsSource;
+
+/// The process-wide allocator state.
+pub static GLOBAL: Global<Source> = Global::new(OsSource::new(), thread::bind_thread);
+
+/// The heap every thread starts with: it has no pages, so the first allocation takes the slow
+/// path and binds a real heap.
+pub struct SentinelHeap(pub UnsafeCell<ThreadHeap>);
+// SAFETY: the sentinel is never written: every method that would change a heap first checks
+// `is_sentinel()` and binds a real heap instead.
+unsafe impl Sync for SentinelHeap {}
+
+/// See [`SentinelHeap`].
+pub static SENTINEL: SentinelHeap = SentinelHeap(UnsafeCell::new(oxalloc_core::Heap::sentinel(&GLOBAL)));
+
+/// Address of the sentinel heap.
+#[inline(always)]
+pub fn sentinel() -> *mut ThreadHeap {
+    SENTINEL.0.get()
+}
+
+/// Allocates `size` bytes aligned to 16. Null when out of memory.
+///
+/// # Safety
+/// Always safe to call; unsafe because it returns raw memory.
+#[inline(always)]
+pub unsafe fn malloc(size: usize) -> *mut u8 {
+    // SAFETY: `current()` is this thread's heap (or the sentinel, which only reads).
+    unsafe { (*thread::current()).malloc(size) }
+}
+
+/// Frees a block from [`malloc`] and friends; null is ignored. Invalid and double frees that can
+/// be detected end the process with a one-line message.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    // SAFETY: per the contract; the thread id is the caller's.
+    unsafe { GLOBAL.free(p, thread::thread_id()) }
+}
+
+/// Allocates `size` zeroed bytes (fresh memory from the OS is not cleared again).
+///
+/// # Safety
+/// As for [`malloc`].
+pub unsafe fn malloc_zeroed(size: usize) -> *mut u8 {
+    // SAFETY: as in `malloc`.
+    unsafe { (*thread::current()).malloc_zeroed(size) }
+}
+
+/// Allocates `size` bytes aligned to `align`, a power of two of at most 2 MiB; zeroed if
+/// `zero`. Null when out of memory or when the alignment is larger.
+///
+/// # Safety
+/// As for [`malloc`]; `align` is a power of two.
+pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
+    // SAFETY: as in `malloc`.
+    unsafe { (*thread::current()).malloc_aligned(size, align, zero) }
+}
+
+/// Resizes a block, keeping its contents; in place when possible. Null on failure, with the
+/// old block left valid.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: as in `malloc`, and per the contract.
+    unsafe { (*thread::current()).realloc(p, size) }
+}
+
+/// Bytes usable in the block at `p` (at least the size asked for, all writable).
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+pub unsafe fn usable_size(p: *const u8) -> usize {
+    // SAFETY: per the contract.
+    unsafe { GLOBAL.usable_size(p) }
+}
+
+/// A snapshot of the allocator's statistics.
+pub fn stats() -> Snapshot {
+    GLOBAL.snapshot()
+}
+
+/// Returns cached free segments to the OS; the number of bytes released.
+pub fn trim() -> usize {
+    GLOBAL.trim()
+}
+
+/// oxalloc as Rust's global allocator.
+pub struct OxAlloc;
+
+// SAFETY: every method forwards to the allocator, which returns blocks of at least the layout's
+// size and alignment (alignments above 2 MiB fail with null, which GlobalAlloc allows).
+unsafe impl GlobalAlloc for OxAlloc {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: layout alignments are powers of two.
+        unsafe {
+            if layout.align() <= ALIGN {
+                malloc(layout.size())
+            } else {
+                malloc_aligned(layout.size(), layout.align(), false)
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        // SAFETY: GlobalAlloc's contract: `p` came from this allocator.
+        unsafe { free(p) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as in `alloc`.
+        unsafe {
+            if layout.align() <= ALIGN {
+                malloc_zeroed(layout.size())
+            } else {
+                malloc_aligned(layout.size(), layout.align(), true)
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract: `p` is live with `layout`.
+        unsafe {
+            if layout.align() <= ALIGN {
+                return realloc(p, new_size);
+            }
+            // Over-aligned: grow in place if the block already has room, else move.
+            if usable_size(p) >= new_size {
+                return p;
+            }
+            let q = malloc_aligned(new_size, layout.align(), false);
+            if !q.is_null() {
+                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                free(p);
+            }
+            q
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Binding heaps to threads: the thread-local heap slot, thread ids, the thread-exit hook that
+//! abandons a heap, and the `fork()` handlers.
+//!
+//! The slot is an *initial-exec* TLS variable defined in assembly, so reading it is one
+//! `mov` from `%fs` and never calls `__tls_get_addr` (which may call malloc for dynamically
+//! loaded libraries). Its initial value is the static sentinel heap, so a thread's first
+//! `malloc` needs no "initialised?" test: it simply misses and lands in the slow path, which
+//! calls [`bind_thread`].
+
+use crate::{Source, GLOBAL};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use oxalloc_core::Heap;
+
+/// Heap type of this process.
+pub type ThreadHeap = Heap<Source>;
+
+#[cfg(target_arch = "x86_64")]
+mod slot {
+    use super::ThreadHeap;
+    use core::arch::{asm, global_asm};
+
+    global_asm!(
+        ".pushsection .tdata.oxalloc_tls_heap,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl oxalloc_tls_heap",
+        ".hidden oxalloc_tls_heap",
+        ".type oxalloc_tls_heap, @tls_object",
+        ".size oxalloc_tls_heap, 8",
+        "oxalloc_tls_heap:",
+        ".quad {sentinel}",
+        ".popsection",
+        sentinel = sym crate::SENTINEL,
+    );
+
+    /// The calling thread's heap (the sentinel until the thread allocates).
+    #[inline(always)]
+    pub fn current() -> *mut ThreadHeap {
+        let heap: *mut ThreadHeap;
+        // SAFETY: reads this thread's copy of the TLS slot through its initial-exec offset.
+        unsafe {
+            asm!(
+                "mov {h}, qword ptr [rip + oxalloc_tls_heap@GOTTPOFF]",
+                "mov {h}, qword ptr fs:[{h}]",
+                h = out(reg) heap,
+                options(nostack, readonly, preserves_flags),
+            )
+        };
+        heap
+    }
+
+    /// Sets the calling thread's heap.
+    pub fn set(heap: *mut ThreadHeap) {
+        // SAFETY: writes this thread's copy of the TLS slot.
+        unsafe {
+            asm!(
+                "mov {t}, qword ptr [rip + oxalloc_tls_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {h}",
+                t = out(reg) _,
+                h = in(reg) heap,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+
+    /// A word unique to the calling thread while it lives: its thread control block address.
+    #[inline(always)]
+    pub fn thread_id() -> usize {
+        let tid: usize;
+        // SAFETY: `%fs:0` holds the TCB's self-pointer on x86-64 Linux.
+        unsafe { asm!("mov {}, qword ptr fs:[0]", out(reg) tid, options(nostack, readonly, preserves_flags, pure)) };
+        tid
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod slot {
+    //! Portable fallback: the heap lives in a pthread key (slower, same semantics).
+    use super::{ThreadHeap, KEY};
+    use core::sync::atomic::Ordering;
+
+    pub fn current() -> *mut ThreadHeap {
+        // SAFETY: pthread_getspecific never allocates.
+        let p = unsafe { libc::pthread_getspecific(KEY.load(Ordering::Acquire)) } as *mut ThreadHeap;
+        if p.is_null() {
+            crate::sentinel()
+        } else {
+            p
+        }
+    }
+
+    pub fn set(heap: *mut ThreadHeap) {
+        let v = if heap == crate::sentinel() { core::ptr::null_mut() } else { heap };
+        // SAFETY: the key exists once the process is initialised.
+        unsafe { libc::pthread_setspecific(KEY.load(Ordering::Acquire), v.cast()) };
+    }
+
+    pub fn thread_id() -> usize {
+        // SAFETY: pthread_self is always safe.
+        unsafe { libc::pthread_self() as usize }
+    }
+}
+
+pub use slot::{current, thread_id};
+
+/// The pthread key whose destructor abandons a thread's heap at exit.
+static KEY: AtomicU32 = AtomicU32::new(0);
+static ATFORK_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Creates the thread-exit key. Called once from process initialisation; never allocates.
+pub(crate) fn create_exit_key() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-parameter; the destructor has the right signature.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
+        KEY.store(key, Ordering::Release);
+    }
+}
+
+/// Gives the calling thread a heap of its own. Reached from the sentinel's slow path.
+pub(crate) unsafe fn bind_thread() -> *mut ThreadHeap {
+    crate::init::process_init();
+    let heap = GLOBAL.create_heap(thread_id());
+    if heap.is_null() {
+        return heap;
+    }
+    slot::set(heap);
+    // From here on this thread can allocate, so the calls below may re-enter malloc safely.
+    // SAFETY: the key was created by process_init; pthread_setspecific does not allocate for
+    // the first 32 keys, and if it does, the allocation is served by the heap set above.
+    unsafe { libc::pthread_setspecific(KEY.load(Ordering::Acquire), heap.cast()) };
+    if !ATFORK_REGISTERED.swap(true, Ordering::AcqRel) {
+        // SAFETY: the handlers are plain functions that never unwind.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    }
+    heap
+}
+
+/// Runs at thread exit (pthread key destructor): the thread's heap is abandoned and the slot
+/// goes back to the sentinel, so a destructor that allocates later binds a fresh heap.
+unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
+    let heap = value as *mut ThreadHeap;
+    if heap.is_null() || heap == crate::sentinel() {
+        return;
+    }
+    slot::set(crate::sentinel());
+    // SAFETY: the key's value is the heap this thread created and nothing uses it any more.
+    unsafe { GLOBAL.destroy_heap(heap) };
+}
+
+extern "C" fn fork_prepare() {
+    GLOBAL.lock_for_fork();
+    GLOBAL.os.lock_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: fork_prepare took these locks.
+    unsafe {
+        GLOBAL.os.unlock_after_fork();
+        GLOBAL.unlock_after_fork();
+    }
+}
+
+extern "C" fn fork_child() {
+    // SAFETY: fork_prepare took these locks in the parent; the child has one thread.
+    unsafe {
+        GLOBAL.os.unlock_after_fork();
+        GLOBAL.unlock_after_fork();
+    }
+}
