@@ -36,7 +36,7 @@ use core::cell::UnsafeCell;
 use core::ptr;
 use oxalloc_core::size_class::ALIGN;
 pub use oxalloc_core::stats::{Bytes, FixedBuf};
-pub use oxalloc_core::{options, Global, Snapshot};
+pub use oxalloc_core::{options, size_class, Global, Snapshot};
 use oxalloc_os::OsSource;
 use thread::ThreadHeap;
 
