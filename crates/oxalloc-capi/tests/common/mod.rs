@@ -1,0 +1,76 @@
+//! Helpers shared by the tests that run programs against liboxalloc.so.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Directory holding liboxalloc.so for the profile these tests were built with.
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Path of liboxalloc.so.
+pub fn lib() -> PathBuf {
+    let p = lib_dir().join("liboxalloc.so");
+    assert!(p.exists(), "{} is missing: build the workspace first (cargo build)", p.display());
+    p
+}
+
+/// Where compiled test programs go.
+pub fn out_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oxalloc-c-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles a C or C++ source from tests/c into an executable; `link` adds liboxalloc itself.
+pub fn compile(source: &str, link: bool) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(source);
+    let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
+    let out = out_dir().join(if link { format!("{stem}-linked") } else { stem.to_string() });
+    let cxx = source.ends_with(".cpp");
+    let mut cmd = Command::new(if cxx { "c++" } else { "cc" });
+    cmd.arg(if cxx { "-std=c++17" } else { "-std=gnu11" })
+        .args(["-O1", "-g", "-Wall", "-pthread"])
+        // The tests pass impossible sizes and use freed pointers on purpose.
+        .args(["-Wno-alloc-size-larger-than", "-Wno-use-after-free", "-Wno-deprecated-declarations", "-I"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&out);
+    if link {
+        cmd.arg(format!("-L{}", lib_dir().display()))
+            .arg("-loxalloc")
+            .arg(format!("-Wl,-rpath,{}", lib_dir().display()));
+    } else {
+        // The prefixed API is looked up in the preloaded library at run time.
+        cmd.arg("-DOX_DYNAMIC");
+    }
+    cmd.arg("-ldl");
+    let st = cmd.status().expect("a C compiler (cc, c++) is needed: see .ci/run");
+    assert!(st.success(), "compiling {source} failed");
+    out
+}
+
+/// Runs a program with liboxalloc preloaded.
+pub fn run_preloaded(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).env("LD_PRELOAD", lib());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+}
+
+/// Asserts a test program passed, showing its output if not.
+pub fn assert_passed(what: &str, out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(" 0 failed"),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
