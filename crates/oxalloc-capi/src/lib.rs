@@ -249,12 +249,24 @@ unsafe fn imp_malloc_stats() {
 
 fn write_glibc_style(out: &mut dyn Write, s: &Snapshot) -> core::fmt::Result {
     writeln!(out, "Arena 0:")?;
-    writeln!(out, "system bytes     = {:>10}", s.mapped_bytes - s.huge_live_bytes.min(s.mapped_bytes))?;
-    writeln!(out, "in use bytes     = {:>10}", s.live_bytes - s.huge_live_bytes.min(s.live_bytes))?;
+    writeln!(
+        out,
+        "system bytes     = {:>10}",
+        s.mapped_bytes - s.huge_live_bytes.min(s.mapped_bytes)
+    )?;
+    writeln!(
+        out,
+        "in use bytes     = {:>10}",
+        s.live_bytes - s.huge_live_bytes.min(s.live_bytes)
+    )?;
     writeln!(out, "Total (incl. mmap):")?;
     writeln!(out, "system bytes     = {:>10}", s.mapped_bytes)?;
     writeln!(out, "in use bytes     = {:>10}", s.live_bytes)?;
-    writeln!(out, "max mmap regions = {:>10}", s.huge_allocations - s.huge_frees)?;
+    writeln!(
+        out,
+        "max mmap regions = {:>10}",
+        s.huge_allocations - s.huge_frees
+    )?;
     writeln!(out, "max mmap bytes   = {:>10}", s.peak_mapped_bytes)
 }
 
@@ -266,21 +278,51 @@ unsafe fn imp_malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
     let s = engine::stats();
     let mut buf = FixedBuf::<8192>::new();
     let _ = (|| -> core::fmt::Result {
-        writeln!(buf, "<malloc version=\"oxalloc-{}\">", env!("CARGO_PKG_VERSION"))?;
+        writeln!(
+            buf,
+            "<malloc version=\"oxalloc-{}\">",
+            env!("CARGO_PKG_VERSION")
+        )?;
         writeln!(buf, "<heap nr=\"0\">\n<sizes>")?;
         let mut prev = 0;
         for (bin, &n) in s.bins.iter().enumerate().skip(1) {
             let size = engine::size_class::bin_size(bin);
             if n > 0 {
-                writeln!(buf, "<size from=\"{}\" to=\"{}\" total=\"{}\" count=\"{}\"/>", prev + 1, size, n * size as u64, n)?;
+                writeln!(
+                    buf,
+                    "<size from=\"{}\" to=\"{}\" total=\"{}\" count=\"{}\"/>",
+                    prev + 1,
+                    size,
+                    n * size as u64,
+                    n
+                )?;
             }
             prev = size;
         }
-        writeln!(buf, "<unsorted from=\"{}\" to=\"-1\" total=\"{}\" count=\"{}\"/>", prev + 1, s.huge_live_bytes, s.huge_allocations)?;
+        writeln!(
+            buf,
+            "<unsorted from=\"{}\" to=\"-1\" total=\"{}\" count=\"{}\"/>",
+            prev + 1,
+            s.huge_live_bytes,
+            s.huge_allocations
+        )?;
         writeln!(buf, "</sizes>")?;
-        writeln!(buf, "<total type=\"mmap\" count=\"{}\" size=\"{}\"/>", s.huge_allocations - s.huge_frees, s.huge_live_bytes)?;
-        writeln!(buf, "<system type=\"current\" size=\"{}\"/>", s.mapped_bytes)?;
-        writeln!(buf, "<system type=\"max\" size=\"{}\"/>", s.peak_mapped_bytes)?;
+        writeln!(
+            buf,
+            "<total type=\"mmap\" count=\"{}\" size=\"{}\"/>",
+            s.huge_allocations - s.huge_frees,
+            s.huge_live_bytes
+        )?;
+        writeln!(
+            buf,
+            "<system type=\"current\" size=\"{}\"/>",
+            s.mapped_bytes
+        )?;
+        writeln!(
+            buf,
+            "<system type=\"max\" size=\"{}\"/>",
+            s.peak_mapped_bytes
+        )?;
         writeln!(buf, "<aspace type=\"total\" size=\"{}\"/>", s.mapped_bytes)?;
         writeln!(buf, "</heap>\n</malloc>")
     })();

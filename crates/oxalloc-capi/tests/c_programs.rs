@@ -22,7 +22,10 @@ fn api_linked() {
 #[test]
 fn api_on_the_program_break() {
     let bin = compile("api.c", false);
-    assert_passed("api.c with OXALLOC_SOURCE=brk", &run_preloaded(&bin, &[], &[("OXALLOC_SOURCE", "brk")]));
+    assert_passed(
+        "api.c with OXALLOC_SOURCE=brk",
+        &run_preloaded(&bin, &[], &[("OXALLOC_SOURCE", "brk")]),
+    );
 }
 
 #[test]
@@ -31,7 +34,10 @@ fn stress_threads_cross_frees_churn_and_fork() {
     for seed in ["1", "2"] {
         assert_passed("stress.c", &run_preloaded(&bin, &["4", "6", seed], &[]));
     }
-    assert_passed("stress.c on brk", &run_preloaded(&bin, &["3", "3", "3"], &[("OXALLOC_SOURCE", "brk")]));
+    assert_passed(
+        "stress.c on brk",
+        &run_preloaded(&bin, &["3", "3", "3"], &[("OXALLOC_SOURCE", "brk")]),
+    );
 }
 
 #[test]
@@ -43,7 +49,10 @@ fn early_startup_dlsym_and_thread_destructors() {
 #[test]
 fn loaded_with_dlopen() {
     let bin = compile("dlopen.c", true);
-    let out = std::process::Command::new(&bin).arg(lib()).output().unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg(lib())
+        .output()
+        .unwrap();
     assert_passed("dlopen.c", &out);
 }
 
@@ -58,13 +67,26 @@ fn statistics_at_exit() {
     let bin = compile("early.c", false);
     let report = out_dir().join("report.jsonl");
     let _ = std::fs::remove_file(&report);
-    let out = run_preloaded(&bin, &[], &[("OXALLOC_SHOW_STATS", "1"), ("OXALLOC_REPORT_FILE", report.to_str().unwrap())]);
+    let out = run_preloaded(
+        &bin,
+        &[],
+        &[
+            ("OXALLOC_SHOW_STATS", "1"),
+            ("OXALLOC_REPORT_FILE", report.to_str().unwrap()),
+        ],
+    );
     assert_passed("early.c with statistics", &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("oxalloc: ") && stderr.contains(" allocations, "), "{stderr}");
+    assert!(
+        stderr.contains("oxalloc: ") && stderr.contains(" allocations, "),
+        "{stderr}"
+    );
     let line = std::fs::read_to_string(&report).unwrap();
     assert_eq!(line.lines().count(), 1);
-    assert!(line.contains("\"allocations\":") && line.contains("\"peak_rss_bytes\":"), "{line}");
+    assert!(
+        line.contains("\"allocations\":") && line.contains("\"peak_rss_bytes\":"),
+        "{line}"
+    );
 }
 
 fn expect_abort(case: &str, message: &str) {
@@ -72,12 +94,25 @@ fn expect_abort(case: &str, message: &str) {
     let out = run_preloaded(&bin, &[case], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{case}: not aborted\n{stdout}\n{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{case}: not aborted\n{stdout}\n{stderr}"
+    );
     assert!(!stdout.contains("not detected"));
-    let pointer = stdout.lines().find_map(|l| l.strip_prefix("pointer ")).expect("pointer printed");
-    let line = stderr.lines().find(|l| l.starts_with("oxalloc: ")).unwrap_or_else(|| panic!("{case}: no message\n{stderr}"));
+    let pointer = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pointer "))
+        .expect("pointer printed");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("oxalloc: "))
+        .unwrap_or_else(|| panic!("{case}: no message\n{stderr}"));
     assert!(line.contains(message), "{case}: {line}");
-    assert!(line.ends_with(pointer), "{case}: message names {pointer}: {line}");
+    assert!(
+        line.ends_with(pointer),
+        "{case}: message names {pointer}: {line}"
+    );
 }
 
 #[test]

@@ -12,28 +12,47 @@ fn programs_dir() -> PathBuf {
 
 /// Runs `cmd` twice, without and with oxalloc, and returns both outputs.
 fn both(make: impl Fn() -> Command) -> (Output, Output) {
-    let plain = make().output().unwrap_or_else(|e| panic!("{:?}: {e} (install it: see .ci/run)", make().get_program()));
+    let plain = make()
+        .output()
+        .unwrap_or_else(|e| panic!("{:?}: {e} (install it: see .ci/run)", make().get_program()));
     let mut ox = make();
-    ox.env("LD_PRELOAD", lib()).env("OXALLOC_REPORT_FILE", out_dir().join("real-programs.jsonl"));
+    ox.env("LD_PRELOAD", lib())
+        .env("OXALLOC_REPORT_FILE", out_dir().join("real-programs.jsonl"));
     let with = ox.output().unwrap();
     (plain, with)
 }
 
 fn assert_same(what: &str, (plain, with): (Output, Output)) {
-    assert!(plain.status.success(), "{what} fails even without oxalloc: {}", String::from_utf8_lossy(&plain.stderr));
-    assert!(with.status.success(), "{what} failed under oxalloc ({}): {}", with.status, String::from_utf8_lossy(&with.stderr));
+    assert!(
+        plain.status.success(),
+        "{what} fails even without oxalloc: {}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(
+        with.status.success(),
+        "{what} failed under oxalloc ({}): {}",
+        with.status,
+        String::from_utf8_lossy(&with.stderr)
+    );
     assert!(!plain.stdout.is_empty(), "{what} printed nothing");
-    assert_eq!(String::from_utf8_lossy(&plain.stdout), String::from_utf8_lossy(&with.stdout), "{what}: output differs under oxalloc");
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        String::from_utf8_lossy(&with.stdout),
+        "{what}: output differs under oxalloc"
+    );
 }
 
 #[test]
 fn python3_workload() {
     let script = programs_dir().join("workload.py");
-    assert_same("python3", both(|| {
-        let mut c = Command::new("python3");
-        c.arg(&script);
-        c
-    }));
+    assert_same(
+        "python3",
+        both(|| {
+            let mut c = Command::new("python3");
+            c.arg(&script);
+            c
+        }),
+    );
     // The same on the program break.
     let (plain, mut with) = both(|| {
         let mut c = Command::new("python3");
@@ -52,14 +71,19 @@ fn gcc_compiles_a_program() {
     // The assembly gcc writes must be identical, and so must the program it builds.
     for (tag, preload) in [("plain", false), ("ox", true)] {
         let mut c = Command::new("gcc");
-        c.args(["-O2", "-S", "-o"]).arg(dir.join(format!("{tag}.s"))).arg(&src);
+        c.args(["-O2", "-S", "-o"])
+            .arg(dir.join(format!("{tag}.s")))
+            .arg(&src);
         let mut b = Command::new("gcc");
         b.args(["-O2", "-o"]).arg(dir.join(tag)).arg(&src);
         if preload {
             c.env("LD_PRELOAD", lib());
             b.env("LD_PRELOAD", lib());
         }
-        assert!(c.status().expect("gcc is needed: see .ci/run").success(), "gcc -S ({tag})");
+        assert!(
+            c.status().expect("gcc is needed: see .ci/run").success(),
+            "gcc -S ({tag})"
+        );
         assert!(b.status().unwrap().success(), "gcc ({tag})");
     }
     let plain_s = std::fs::read_to_string(dir.join("plain.s")).unwrap();
@@ -76,13 +100,24 @@ fn git_on_a_scratch_repository() {
         let _ = std::fs::remove_dir_all(&repo);
         std::fs::create_dir_all(&repo).unwrap();
         for i in 0..300 {
-            std::fs::write(repo.join(format!("file{i:03}.txt")), format!("line {i}\n").repeat(i % 40 + 1)).unwrap();
+            std::fs::write(
+                repo.join(format!("file{i:03}.txt")),
+                format!("line {i}\n").repeat(i % 40 + 1),
+            )
+            .unwrap();
         }
     }
     let git = |tag: &str, args: &[&str]| {
         let mut c = Command::new("git");
         c.current_dir(out_dir().join(format!("git-{tag}")))
-            .args(["-c", "user.name=oxalloc", "-c", "user.email=ox@example.invalid", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=oxalloc",
+                "-c",
+                "user.email=ox@example.invalid",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
             .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z");
@@ -90,7 +125,11 @@ fn git_on_a_scratch_repository() {
             c.env("LD_PRELOAD", lib());
         }
         let out = c.output().expect("git is needed: see .ci/run");
-        assert!(out.status.success(), "git {args:?} ({tag}): {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?} ({tag}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     let script: &[&[&str]] = &[
@@ -107,7 +146,11 @@ fn git_on_a_scratch_repository() {
         &["ls-files"],
     ];
     for args in script {
-        assert_eq!(String::from_utf8_lossy(&git("plain", args)), String::from_utf8_lossy(&git("ox", args)), "git {args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&git("plain", args)),
+            String::from_utf8_lossy(&git("ox", args)),
+            "git {args:?}"
+        );
     }
 }
 

@@ -17,7 +17,10 @@ impl Rng {
 }
 
 fn word(rng: &mut Rng) -> String {
-    const SYL: [&str; 16] = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "an", "el", "or", "ix", "um", "ve", "zo", "qu"];
+    const SYL: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "an", "el", "or", "ix", "um", "ve", "zo",
+        "qu",
+    ];
     let n = 1 + (rng.next() % 3) as usize;
     (0..n).map(|_| SYL[(rng.next() % 16) as usize]).collect()
 }
@@ -34,7 +37,12 @@ pub fn run() {
     }
     let mut top: Vec<(&str, usize)> = index.iter().map(|(w, v)| (*w, v.len())).collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    println!("indexed {} words, {} distinct; most common: {:?}", text.len(), index.len(), &top[..3]);
+    println!(
+        "indexed {} words, {} distinct; most common: {:?}",
+        text.len(),
+        index.len(),
+        &top[..3]
+    );
 
     // 2. A pipeline: producers build records, consumers on other threads parse and drop them.
     let (tx, rx) = mpsc::sync_channel::<Vec<String>>(64);
@@ -44,7 +52,9 @@ pub fn run() {
             thread::spawn(move || {
                 let mut rng = Rng(p * 7 + 1);
                 for batch in 0..300 {
-                    let recs = (0..200).map(|i| format!("{p},{batch},{i},{}", word(&mut rng).repeat(1 + i % 5))).collect();
+                    let recs = (0..200)
+                        .map(|i| format!("{p},{batch},{i},{}", word(&mut rng).repeat(1 + i % 5)))
+                        .collect();
                     tx.send(recs).unwrap();
                 }
             })
@@ -87,7 +97,10 @@ pub fn run() {
         .join()
         .unwrap();
     }
-    println!("thread churn: 24 generations, last map has {} entries", carried[0].len());
+    println!(
+        "thread churn: 24 generations, last map has {} entries",
+        carried[0].len()
+    );
 
     // 4. Growing buffers (realloc) and huge blocks.
     let mut buf: Vec<u8> = Vec::new();
@@ -96,6 +109,13 @@ pub fn run() {
     }
     let sum: u64 = buf.iter().step_by(4096).map(|&b| b as u64).sum();
     let blocks: Vec<Vec<u64>> = (1..=8).map(|i| vec![i; i as usize * 300_000]).collect();
-    let cells: u64 = blocks.iter().map(|b| std::hint::black_box(b).iter().step_by(512).sum::<u64>()).sum();
-    println!("grew a buffer to {} MiB (checksum {sum}); {} huge blocks (checksum {cells})", buf.len() >> 20, blocks.len());
+    let cells: u64 = blocks
+        .iter()
+        .map(|b| std::hint::black_box(b).iter().step_by(512).sum::<u64>())
+        .sum();
+    println!(
+        "grew a buffer to {} MiB (checksum {sum}); {} huge blocks (checksum {cells})",
+        buf.len() >> 20,
+        blocks.len()
+    );
 }

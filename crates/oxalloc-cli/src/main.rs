@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 #[derive(Parser)]
-#[command(name = "oxalloc", version, about = "Run programs on the oxalloc allocator and see how they use the heap")]
+#[command(
+    name = "oxalloc",
+    version,
+    about = "Run programs on the oxalloc allocator and see how they use the heap"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -31,7 +35,11 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
         /// The program and its arguments; without one, the built-in demo workload runs.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         command: Vec<OsString>,
     },
     /// The built-in demo workload (what `oxalloc run` runs with no command).
@@ -72,7 +80,11 @@ fn run(json: bool, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result<E
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         command = vec![me.into_os_string(), "demo".into()];
     }
-    let report_path = std::env::temp_dir().join(format!("oxalloc-report-{}-{}.jsonl", std::process::id(), report::nanos()));
+    let report_path = std::env::temp_dir().join(format!(
+        "oxalloc-report-{}-{}.jsonl",
+        std::process::id(),
+        report::nanos()
+    ));
     let mut preload = lib.as_os_str().to_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD") {
         preload.push(":");
@@ -91,15 +103,29 @@ fn run(json: bool, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result<E
     let shown: Vec<String> = if demo {
         vec!["(built-in demo workload)".into()]
     } else {
-        command.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     };
-    let r = report::Report::from_lines(&text, shown.join(" "), status.code(), wall, report::children_peak_rss());
+    let r = report::Report::from_lines(
+        &text,
+        shown.join(" "),
+        status.code(),
+        wall,
+        report::children_peak_rss(),
+    );
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+        );
     } else {
         eprint!("{}", r.to_text());
     }
-    Ok(ExitCode::from(status.code().unwrap_or(128 + 6).clamp(0, 255) as u8))
+    Ok(ExitCode::from(
+        status.code().unwrap_or(128 + 6).clamp(0, 255) as u8,
+    ))
 }
 
 fn main() -> ExitCode {

@@ -51,7 +51,10 @@ pub struct Report {
 
 /// Nanoseconds since the epoch (for unique file names).
 pub fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// Peak RSS of the largest waited-for child process, in bytes.
@@ -64,8 +67,17 @@ pub fn children_peak_rss() -> u64 {
 
 impl Report {
     /// Sums the JSON lines of every process.
-    pub fn from_lines(text: &str, command: String, exit_code: Option<i32>, wall: Duration, kernel_rss: u64) -> Report {
-        let lines: Vec<ProcessLine> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    pub fn from_lines(
+        text: &str,
+        command: String,
+        exit_code: Option<i32>,
+        wall: Duration,
+        kernel_rss: u64,
+    ) -> Report {
+        let lines: Vec<ProcessLine> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         let mut bins = std::collections::BTreeMap::<u64, u64>::new();
         for l in &lines {
             for &(size, n) in &l.bins {
@@ -84,7 +96,12 @@ impl Report {
             wall_seconds: wall.as_secs_f64(),
             processes: lines
                 .iter()
-                .map(|l| Process { pid: l.pid, allocations: l.allocations, peak_live_bytes: l.peak_live_bytes, peak_rss_bytes: l.peak_rss_bytes })
+                .map(|l| Process {
+                    pid: l.pid,
+                    allocations: l.allocations,
+                    peak_live_bytes: l.peak_live_bytes,
+                    peak_rss_bytes: l.peak_rss_bytes,
+                })
                 .collect(),
             allocations: sum(|l| l.allocations),
             frees: sum(|l| l.frees),
@@ -100,9 +117,18 @@ impl Report {
     /// The report as text for a terminal.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let exit = self.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into());
+        let exit = self
+            .exit_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "signal".into());
         let _ = writeln!(s, "\n== oxalloc report: {} ==", self.command);
-        let _ = writeln!(s, "exit {exit}, {:.2} s, {} process(es), {} thread heap(s)", self.wall_seconds, self.processes.len(), self.threads);
+        let _ = writeln!(
+            s,
+            "exit {exit}, {:.2} s, {} process(es), {} thread heap(s)",
+            self.wall_seconds,
+            self.processes.len(),
+            self.threads
+        );
         if self.processes.is_empty() {
             let _ = writeln!(s, "no statistics were written: the program may not use malloc, or ran statically linked");
             return s;
@@ -110,22 +136,45 @@ impl Report {
         let _ = writeln!(s, "  allocations      {:>14}", group(self.allocations));
         let _ = writeln!(s, "  frees            {:>14}", group(self.frees));
         let _ = writeln!(s, "  peak live        {:>14}", human(self.peak_live_bytes));
-        let _ = writeln!(s, "  peak mapped      {:>14}", human(self.peak_mapped_bytes));
+        let _ = writeln!(
+            s,
+            "  peak mapped      {:>14}",
+            human(self.peak_mapped_bytes)
+        );
         let _ = writeln!(s, "  peak RSS         {:>14}", human(self.peak_rss_bytes));
         let _ = writeln!(s, "  huge blocks      {:>14}", group(self.huge_allocations));
         let total: u64 = self.size_classes.iter().map(|&(_, n)| n).sum();
         if total > 0 {
             let _ = writeln!(s, "size classes (allocations per block size):");
-            let top = self.size_classes.iter().map(|&(_, n)| n).max().unwrap_or(1).max(1);
+            let top = self
+                .size_classes
+                .iter()
+                .map(|&(_, n)| n)
+                .max()
+                .unwrap_or(1)
+                .max(1);
             for &(size, n) in &self.size_classes {
                 if n * 1000 < total {
                     continue; // under 0.1%
                 }
-                let bar = "█".repeat(((n * 40 + top - 1) / top) as usize);
-                let label = if size == 0 { "huge".to_string() } else { human(size) };
-                let _ = writeln!(s, "  {label:>10} {bar:<40} {:>12} {:>5.1}%", group(n), n as f64 * 100.0 / total as f64);
+                let bar = "█".repeat((n * 40).div_ceil(top) as usize);
+                let label = if size == 0 {
+                    "huge".to_string()
+                } else {
+                    human(size)
+                };
+                let _ = writeln!(
+                    s,
+                    "  {label:>10} {bar:<40} {:>12} {:>5.1}%",
+                    group(n),
+                    n as f64 * 100.0 / total as f64
+                );
             }
-            let hidden = self.size_classes.iter().filter(|&&(_, n)| n * 1000 < total).count();
+            let hidden = self
+                .size_classes
+                .iter()
+                .filter(|&&(_, n)| n * 1000 < total)
+                .count();
             if hidden > 0 {
                 let _ = writeln!(s, "  ({hidden} size classes under 0.1% not shown)");
             }
@@ -133,7 +182,14 @@ impl Report {
         if self.processes.len() > 1 {
             let _ = writeln!(s, "processes:");
             for p in &self.processes {
-                let _ = writeln!(s, "  pid {:>8}: {:>12} allocations, peak live {:>10}, peak RSS {:>10}", p.pid, group(p.allocations), human(p.peak_live_bytes), human(p.peak_rss_bytes));
+                let _ = writeln!(
+                    s,
+                    "  pid {:>8}: {:>12} allocations, peak live {:>10}, peak RSS {:>10}",
+                    p.pid,
+                    group(p.allocations),
+                    human(p.peak_live_bytes),
+                    human(p.peak_rss_bytes)
+                );
             }
         }
         s
@@ -181,10 +237,19 @@ mod tests {
         let r = Report::from_lines(text, "prog".into(), Some(0), Duration::from_millis(1500), 0);
         assert_eq!(r.processes.len(), 2);
         assert_eq!((r.allocations, r.frees, r.threads), (15, 14, 3));
-        assert_eq!((r.peak_live_bytes, r.peak_rss_bytes, r.peak_mapped_bytes), (300, 5000, 4194304));
+        assert_eq!(
+            (r.peak_live_bytes, r.peak_rss_bytes, r.peak_mapped_bytes),
+            (300, 5000, 4194304)
+        );
         assert_eq!(r.size_classes, vec![(16, 11), (32, 3), (0, 1)]);
         let t = r.to_text();
-        assert!(t.contains("allocations") && t.contains("16 B") && t.contains("huge") && t.contains("4.0 MiB"), "{t}");
+        assert!(
+            t.contains("allocations")
+                && t.contains("16 B")
+                && t.contains("huge")
+                && t.contains("4.0 MiB"),
+            "{t}"
+        );
         assert_eq!(group(1234567), "1,234,567");
     }
 }

@@ -23,7 +23,7 @@ impl<S: Os + 'static> Heap<S> {
     #[inline(always)]
     pub unsafe fn malloc(&mut self, size: usize) -> *mut u8 {
         if size <= DIRECT_MAX {
-            let page = self.direct[(size + ALIGN - 1) / ALIGN];
+            let page = self.direct[size.div_ceil(ALIGN)];
             // SAFETY: direct entries point at this heap's pages or at the empty page, whose
             // `free` is null; a non-null `free` means the page is ours to pop from.
             unsafe {
@@ -59,7 +59,11 @@ impl<S: Os + 'static> Heap<S> {
             self.drain_delayed();
             let bin = bin_of(size);
             let first = self.queues[bin].first;
-            let page = if !first.is_null() && !(*first).free.is_null() { first } else { self.find_page(bin) };
+            let page = if !first.is_null() && !(*first).free.is_null() {
+                first
+            } else {
+                self.find_page(bin)
+            };
             if page.is_null() {
                 return ptr::null_mut();
             }
@@ -110,13 +114,21 @@ impl<S: Os + 'static> Heap<S> {
         // SAFETY (whole body): same caller contract as `malloc`.
         unsafe {
             if align <= ALIGN {
-                return if zero { self.malloc_zeroed(size) } else { self.malloc(size) };
+                return if zero {
+                    self.malloc_zeroed(size)
+                } else {
+                    self.malloc(size)
+                };
             }
             // Classes whose block size is a multiple of `align` are aligned already: every page
             // starts on an OS page boundary.
             let natural = size.max(align);
             if align <= OS_PAGE && natural <= MEDIUM_MAX && bin_size(bin_of(natural)) % align == 0 {
-                return if zero { self.malloc_zeroed(natural) } else { self.malloc(natural) };
+                return if zero {
+                    self.malloc_zeroed(natural)
+                } else {
+                    self.malloc(natural)
+                };
             }
             let padded = match size.checked_add(align - ALIGN) {
                 Some(p) if p <= MEDIUM_MAX => p,
@@ -170,7 +182,11 @@ impl<S: Os + 'static> Heap<S> {
                 return q;
             }
             ptr::copy_nonoverlapping(p, q, usable.min(new_size));
-            let tid = if self.is_sentinel() { crate::free::NO_THREAD } else { self.thread_id };
+            let tid = if self.is_sentinel() {
+                crate::free::NO_THREAD
+            } else {
+                self.thread_id
+            };
             self.global.free(p, tid);
             q
         }
@@ -188,14 +204,16 @@ impl<S: Os + 'static> crate::global::Global<S> {
             return 0;
         }
         if !SEGMENT_MAP.contains(p) {
-            self.os.fatal("malloc_usable_size(): invalid pointer", p as usize);
+            self.os
+                .fatal("malloc_usable_size(): invalid pointer", p as usize);
         }
         // SAFETY: the map says a segment starts at the masked address, so its header is valid.
         unsafe {
             let seg = Segment::of(p);
             let page = &*(*seg).page_of(p);
             if !page.in_use || !page.contains(p as usize) {
-                self.os.fatal("malloc_usable_size(): invalid pointer", p as usize);
+                self.os
+                    .fatal("malloc_usable_size(): invalid pointer", p as usize);
             }
             let block = if page.flags & FLAG_HAS_ALIGNED != 0 || (*seg).kind == SegmentKind::Huge {
                 page.block_start(p as usize) as usize

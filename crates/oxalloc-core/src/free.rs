@@ -38,7 +38,11 @@ impl<S: Os + 'static> Global<S> {
             if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags == 0 {
                 // Our page, not full, no interior pointers: `p` is a block start.
                 let block = p as *mut Block;
-                debug_assert!((p as usize - (*page).start as usize) % (*page).block_size == 0, "interior pointer {:p}", p);
+                debug_assert!(
+                    (p as usize - (*page).start as usize) % (*page).block_size == 0,
+                    "interior pointer {:p}",
+                    p
+                );
                 if looks_free(&*page, block, (*seg).page_shift) {
                     self.check_double_free(page, block);
                 }
@@ -55,7 +59,10 @@ impl<S: Os + 'static> Global<S> {
     #[cold]
     #[inline(never)]
     fn free_invalid(&self, p: *mut u8) {
-        self.os.fatal("free(): invalid pointer (not allocated by oxalloc, or already released)", p as usize)
+        self.os.fatal(
+            "free(): invalid pointer (not allocated by oxalloc, or already released)",
+            p as usize,
+        )
     }
 
     /// Confirms a suspected double free by searching the page's free lists.
@@ -64,7 +71,8 @@ impl<S: Os + 'static> Global<S> {
     unsafe fn check_double_free(&self, page: *mut Page, block: *mut Block) {
         // SAFETY: the caller owns the page.
         if unsafe { (*page).is_on_free_list(block) } {
-            self.os.fatal("free(): double free detected", block as usize);
+            self.os
+                .fatal("free(): double free detected", block as usize);
         }
     }
 
@@ -80,11 +88,13 @@ impl<S: Os + 'static> Global<S> {
             }
             let pg = &*page;
             if !pg.in_use || !pg.contains(p as usize) {
-                self.os.fatal("free(): invalid pointer (not a live block)", p as usize);
+                self.os
+                    .fatal("free(): invalid pointer (not a live block)", p as usize);
             }
             let block = pg.block_start(p as usize);
             if block as *mut u8 != p && pg.flags & FLAG_HAS_ALIGNED == 0 {
-                self.os.fatal("free(): invalid pointer (inside a block)", p as usize);
+                self.os
+                    .fatal("free(): invalid pointer (inside a block)", p as usize);
             }
             if (*seg).thread_id.load(Ordering::Relaxed) == tid {
                 if looks_free(pg, block, (*seg).page_shift) {
@@ -108,13 +118,21 @@ impl<S: Os + 'static> Global<S> {
                 (head | delayed::FREEING, true)
             } else {
                 if head == block as usize {
-                    self.os.fatal("free(): double free detected (block freed twice by other threads)", head);
+                    self.os.fatal(
+                        "free(): double free detected (block freed twice by other threads)",
+                        head,
+                    );
                 }
                 // SAFETY: the block is being freed by us; its first word is ours to link with.
                 unsafe { *(block as *mut usize) = head };
                 (block as usize | state, false)
             };
-            match page.thread_free.compare_exchange_weak(tf, new, Ordering::Release, Ordering::Relaxed) {
+            match page.thread_free.compare_exchange_weak(
+                tf,
+                new,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break notify,
                 Err(now) => tf = now,
             }
@@ -128,7 +146,12 @@ impl<S: Os + 'static> Global<S> {
                 let mut head = (*heap).delayed.load(Ordering::Relaxed);
                 loop {
                     *(block as *mut usize) = head;
-                    match (*heap).delayed.compare_exchange_weak(head, block as usize, Ordering::Release, Ordering::Relaxed) {
+                    match (*heap).delayed.compare_exchange_weak(
+                        head,
+                        block as usize,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
                         Ok(_) => break,
                         Err(now) => head = now,
                     }

@@ -59,7 +59,11 @@ impl<S: Os + 'static> Global<S> {
             os,
             counters: GlobalCounters::new(),
             bind_thread,
-            cache: SpinLock::new(SegmentCache { segs: [ptr::null_mut(); CACHE_MAX], zeroed: [false; CACHE_MAX], len: 0 }),
+            cache: SpinLock::new(SegmentCache {
+                segs: [ptr::null_mut(); CACHE_MAX],
+                zeroed: [false; CACHE_MAX],
+                len: 0,
+            }),
             lists: SpinLock::new(Lists {
                 abandoned: ptr::null_mut(),
                 all_segments: ptr::null_mut(),
@@ -155,7 +159,10 @@ impl<S: Os + 'static> Global<S> {
 
     /// Takes back a small or medium segment with no page in use: purged into the cache, or
     /// unmapped when the cache is full.
-    pub fn free_segment(&self, seg: *mut Segment) {
+    ///
+    /// # Safety
+    /// The caller owns `seg`, a registered segment with no page in use.
+    pub unsafe fn free_segment(&self, seg: *mut Segment) {
         // SAFETY: the caller owns `seg`, which holds no live block.
         unsafe {
             debug_assert_eq!((*seg).used_pages, 0);
@@ -167,8 +174,13 @@ impl<S: Os + 'static> Global<S> {
             let mut cache = self.cache.lock();
             if cache.len < limit {
                 // SAFETY: the segment is ours; purging keeps the range mapped.
-                let zeroed = unsafe { self.os.purge(NonNull::new_unchecked(seg.cast()), SEGMENT_SIZE) };
-                self.counters.purged_bytes.fetch_add(SEGMENT_SIZE as u64, Ordering::Relaxed);
+                let zeroed = unsafe {
+                    self.os
+                        .purge(NonNull::new_unchecked(seg.cast()), SEGMENT_SIZE)
+                };
+                self.counters
+                    .purged_bytes
+                    .fetch_add(SEGMENT_SIZE as u64, Ordering::Relaxed);
                 let n = cache.len;
                 cache.segs[n] = seg;
                 cache.zeroed[n] = zeroed;
@@ -200,7 +212,10 @@ impl<S: Os + 'static> Global<S> {
     }
 
     /// Publishes a segment of an exiting thread for others to reclaim.
-    pub fn push_abandoned(&self, seg: *mut Segment) {
+    ///
+    /// # Safety
+    /// The caller owned `seg` and gives it up: nothing of its heap refers to it any more.
+    pub unsafe fn push_abandoned(&self, seg: *mut Segment) {
         let mut lists = self.lists.lock();
         // SAFETY: the exiting heap hands `seg` over; nobody else references its list link.
         unsafe { (*seg).abandoned_next = lists.abandoned };
@@ -227,7 +242,10 @@ impl<S: Os + 'static> Global<S> {
         if lists.free_heaps.is_null() {
             // Carve a chunk of heaps from the source.
             let size = align_up(core::mem::size_of::<Heap<S>>(), 64);
-            let Some(m) = self.os.map(HEAP_CHUNK.max(align_up(size, OS_PAGE)), OS_PAGE) else {
+            let Some(m) = self
+                .os
+                .map(HEAP_CHUNK.max(align_up(size, OS_PAGE)), OS_PAGE)
+            else {
                 return ptr::null_mut();
             };
             let n = HEAP_CHUNK.max(size) / size;
@@ -342,8 +360,12 @@ impl<S: Os + 'static> Global<S> {
                         let bin = page.bin as usize;
                         s.bins[bin] = s.bins[bin].wrapping_sub(page.free_len() as u64);
                         let mut pending = 0u64;
-                        let mut b = (page.thread_free.load(Ordering::Acquire) & !delayed::MASK) as *const usize;
-                        while !b.is_null() && pending < page.reserved as u64 && page.contains(b as usize) {
+                        let mut b = (page.thread_free.load(Ordering::Acquire) & !delayed::MASK)
+                            as *const usize;
+                        while !b.is_null()
+                            && pending < page.reserved as u64
+                            && page.contains(b as usize)
+                        {
                             pending += 1;
                             b = ptr::read_volatile(b) as *const usize;
                         }
@@ -359,7 +381,10 @@ impl<S: Os + 'static> Global<S> {
         s.bins[0] = s.huge_allocations;
         s.live_bytes = s.live_bytes.wrapping_add(s.huge_live_bytes);
         s.allocations = s.bins.iter().fold(0u64, |a, &b| a.wrapping_add(b));
-        s.frees = s.allocations.wrapping_sub(live_blocks).wrapping_sub(s.huge_allocations - s.huge_frees);
+        s.frees = s
+            .allocations
+            .wrapping_sub(live_blocks)
+            .wrapping_sub(s.huge_allocations - s.huge_frees);
         s.peak_live_bytes = s.peak_live_bytes.max(s.live_bytes);
         s.live_estimate = s.live_bytes;
         s

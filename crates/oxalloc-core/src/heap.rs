@@ -19,7 +19,7 @@ use crate::os::Os;
 use crate::page::{delayed, Block, Page, FLAG_IN_FULL};
 use crate::page_queue::PageQueue;
 use crate::segment::{Segment, SegmentKind};
-use crate::size_class::{bin_is_small, bin_size, BIN_COUNT, ALIGN, DIRECT_COUNT, DIRECT_MAX};
+use crate::size_class::{bin_is_small, bin_size, ALIGN, BIN_COUNT, DIRECT_COUNT, DIRECT_MAX};
 use crate::stats::HeapCounters;
 use crate::sync::{AtomicUsize, Ordering};
 use core::ptr;
@@ -97,7 +97,11 @@ impl<S: Os + 'static> Heap<S> {
         }
         let first = self.queues[bin].first;
         let page = if first.is_null() { empty_page() } else { first };
-        let low = if bin == 1 { 0 } else { bin_size(bin - 1) / ALIGN + 1 };
+        let low = if bin == 1 {
+            0
+        } else {
+            bin_size(bin - 1) / ALIGN + 1
+        };
         for slot in &mut self.direct[low..=size / ALIGN] {
             *slot = page;
         }
@@ -110,7 +114,10 @@ impl<S: Os + 'static> Heap<S> {
     pub(crate) unsafe fn collect(&self, page: *mut Page) {
         // SAFETY: the caller guarantees ownership.
         if let Err(block) = unsafe { (*page).collect() } {
-            self.global.os.fatal("free(): double free detected (block freed twice by other threads)", block);
+            self.global.os.fatal(
+                "free(): double free detected (block freed twice by other threads)",
+                block,
+            );
         }
     }
 
@@ -181,7 +188,11 @@ impl<S: Os + 'static> Heap<S> {
 
     /// Takes a page slot from an owned, reclaimed or new segment and starts it for `bin`.
     unsafe fn fresh_page(&mut self, bin: usize) -> *mut Page {
-        let kind = if bin_is_small(bin) { SegmentKind::Small } else { SegmentKind::Medium };
+        let kind = if bin_is_small(bin) {
+            SegmentKind::Small
+        } else {
+            SegmentKind::Medium
+        };
         // SAFETY: called by the owner.
         let seg = unsafe { self.segment_with_free_slot(kind) };
         if seg.is_null() {
@@ -189,13 +200,17 @@ impl<S: Os + 'static> Heap<S> {
         }
         // SAFETY: `seg` is owned by this heap and has a free slot.
         unsafe {
-            let index = (*seg).find_free_page().expect("segment in free list has a free slot");
+            let index = (*seg)
+                .find_free_page()
+                .expect("segment in free list has a free slot");
             let (start, end) = (*seg).page_area(index);
             let page = &mut (*seg).pages[index] as *mut Page;
             let key = self.key ^ (page as usize).rotate_left(17);
             let fresh = (*seg).take_fresh(index);
             (*page).init(bin, bin_size(bin), start, end, key, fresh);
-            (*page).heap.store(self as *mut Self as usize, Ordering::Release);
+            (*page)
+                .heap
+                .store(self as *mut Self as usize, Ordering::Release);
             (*seg).used_pages += 1;
             if (*seg).used_pages == (*seg).page_count {
                 self.segment_list_remove(seg);
@@ -281,7 +296,8 @@ impl<S: Os + 'static> Heap<S> {
             let p = &mut *page;
             debug_assert!(p.next.is_null() && p.prev.is_null());
             // Blocks still on `free` were counted as allocations in advance: take them back.
-            self.counters.add_allocations(p.bin as usize, (p.free_len() as u64).wrapping_neg());
+            self.counters
+                .add_allocations(p.bin as usize, (p.free_len() as u64).wrapping_neg());
             self.counters.live_delta -= p.used_accounted as i64 * p.block_size as i64;
             p.set_delayed(delayed::NEVER);
             p.heap.store(0, Ordering::Release);
@@ -403,7 +419,10 @@ impl<S: Os + 'static> Heap<S> {
                     self.update_direct(bin);
                 }
             }
-            self.global.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
+            self.global
+                .counters
+                .reclaimed
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

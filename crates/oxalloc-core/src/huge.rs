@@ -28,13 +28,18 @@ impl<S: Os + 'static> Global<S> {
         }
         let offset = align_up(HEADER_SIZE, align.max(OS_PAGE));
         let size = size.max(1);
-        let Some(total) = size.checked_add(offset + OS_PAGE - 1).map(|t| t & !(OS_PAGE - 1)) else {
+        let Some(total) = size
+            .checked_add(offset + OS_PAGE - 1)
+            .map(|t| t & !(OS_PAGE - 1))
+        else {
             return ptr::null_mut();
         };
         if total > isize::MAX as usize {
             return ptr::null_mut();
         }
-        let Some(m) = self.map_segment_memory(total) else { return ptr::null_mut() };
+        let Some(m) = self.map_segment_memory(total) else {
+            return ptr::null_mut();
+        };
         let at = m.ptr.as_ptr();
         // SAFETY: `at` is a fresh, segment-aligned mapping of `total` bytes.
         let seg = unsafe { Segment::init(at, SegmentKind::Huge, total, m.zeroed) };
@@ -55,7 +60,11 @@ impl<S: Os + 'static> Global<S> {
         }
         let c = &self.counters;
         c.huge_allocations.fetch_add(1, Ordering::Relaxed);
-        GlobalCounters::gauge_add(&c.huge_live_bytes, &c.peak_live_bytes, (total - offset) as u64);
+        GlobalCounters::gauge_add(
+            &c.huge_live_bytes,
+            &c.peak_live_bytes,
+            (total - offset) as u64,
+        );
         // SAFETY: as above.
         let block = unsafe { at.add(offset) };
         if zero && !m.zeroed {
@@ -76,9 +85,14 @@ impl<S: Os + 'static> Global<S> {
         unsafe {
             let page: &Page = &(*seg).pages[0];
             if p != page.start {
-                self.os.fatal("free(): invalid pointer (inside a huge block)", p as usize);
+                self.os
+                    .fatal("free(): invalid pointer (inside a huge block)", p as usize);
             }
-            if (*seg).thread_id.compare_exchange(HUGE_LIVE, 0, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            if (*seg)
+                .thread_id
+                .compare_exchange(HUGE_LIVE, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
                 self.os.fatal("free(): double free detected", p as usize);
             }
             let (size, usable) = ((*seg).size, page.block_size);
@@ -99,21 +113,35 @@ impl<S: Os + 'static> Global<S> {
         unsafe {
             let page = &mut (*seg).pages[0];
             let offset = page.start as usize - seg as usize;
-            let Some(total) = new_size.checked_add(offset + OS_PAGE - 1).map(|t| t & !(OS_PAGE - 1)) else {
+            let Some(total) = new_size
+                .checked_add(offset + OS_PAGE - 1)
+                .map(|t| t & !(OS_PAGE - 1))
+            else {
                 return false;
             };
             let old = (*seg).size;
             if total == old {
                 return true;
             }
-            if !self.os.remap_in_place(NonNull::new_unchecked(seg.cast()), old, total) {
+            if !self
+                .os
+                .remap_in_place(NonNull::new_unchecked(seg.cast()), old, total)
+            {
                 return false;
             }
             (*seg).size = total;
             let c = &self.counters;
             if total > old {
-                GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, (total - old) as u64);
-                GlobalCounters::gauge_add(&c.huge_live_bytes, &c.peak_live_bytes, (total - old) as u64);
+                GlobalCounters::gauge_add(
+                    &c.mapped_bytes,
+                    &c.peak_mapped_bytes,
+                    (total - old) as u64,
+                );
+                GlobalCounters::gauge_add(
+                    &c.huge_live_bytes,
+                    &c.peak_live_bytes,
+                    (total - old) as u64,
+                );
             } else {
                 GlobalCounters::gauge_sub(&c.mapped_bytes, (old - total) as u64);
                 GlobalCounters::gauge_sub(&c.huge_live_bytes, (old - total) as u64);

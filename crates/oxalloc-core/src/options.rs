@@ -31,6 +31,10 @@ macro_rules! options {
     };
 }
 
+/// Marks an option whose value is a path: the table records only whether it is set, and the
+/// front end keeps the text.
+pub const PATH: &[(&str, usize)] = &[("<path>", 1)];
+
 /// `OXALLOC_SOURCE` values.
 pub mod source {
     /// Anonymous `mmap`.
@@ -48,8 +52,8 @@ options! {
         "print diagnostics (options in force, memory-source fallbacks) to stderr";
     SegmentCache = "SEGMENT_CACHE", 8, &[],
         "free 4 MiB segments kept (purged) for reuse before returning them to the OS";
-    ReportFd = "REPORT_FD", 0, &[],
-        "file descriptor that receives one JSON line of statistics per process at exit (set by `oxalloc run`)";
+    ReportFile = "REPORT_FILE", 0, PATH,
+        "append one JSON line of statistics per process at exit to this file (`oxalloc run` sets it); the value here is 1 when set";
 }
 
 /// Current value of an option.
@@ -70,6 +74,9 @@ pub fn set(opt: Opt, value: usize) {
 }
 
 fn parse_value(desc: &OptionDesc, value: &[u8]) -> Option<usize> {
+    if core::ptr::eq(desc.words, PATH) {
+        return Some(!value.is_empty() as usize);
+    }
     for (word, v) in desc.words {
         if value.eq_ignore_ascii_case(word.as_bytes()) {
             return Some(*v);
@@ -77,10 +84,16 @@ fn parse_value(desc: &OptionDesc, value: &[u8]) -> Option<usize> {
     }
     match value {
         b"" => return None,
-        _ if value.eq_ignore_ascii_case(b"true") || value.eq_ignore_ascii_case(b"on") || value.eq_ignore_ascii_case(b"yes") => {
+        _ if value.eq_ignore_ascii_case(b"true")
+            || value.eq_ignore_ascii_case(b"on")
+            || value.eq_ignore_ascii_case(b"yes") =>
+        {
             return Some(1)
         }
-        _ if value.eq_ignore_ascii_case(b"false") || value.eq_ignore_ascii_case(b"off") || value.eq_ignore_ascii_case(b"no") => {
+        _ if value.eq_ignore_ascii_case(b"false")
+            || value.eq_ignore_ascii_case(b"off")
+            || value.eq_ignore_ascii_case(b"no") =>
+        {
             return Some(0)
         }
         _ => {}
@@ -98,8 +111,12 @@ fn parse_value(desc: &OptionDesc, value: &[u8]) -> Option<usize> {
 /// Applies one environment entry (`NAME=value`). Returns false for a recognised `OXALLOC_` name
 /// with a value that does not parse, and for unknown `OXALLOC_` names; true otherwise.
 pub fn set_from_env_entry(entry: &[u8]) -> bool {
-    let Some(rest) = entry.strip_prefix(b"OXALLOC_") else { return true };
-    let Some(eq) = rest.iter().position(|&c| c == b'=') else { return true };
+    let Some(rest) = entry.strip_prefix(b"OXALLOC_") else {
+        return true;
+    };
+    let Some(eq) = rest.iter().position(|&c| c == b'=') else {
+        return true;
+    };
     let (name, value) = (&rest[..eq], &rest[eq + 1..]);
     for (i, desc) in TABLE.iter().enumerate() {
         if name == desc.name.as_bytes() {
@@ -125,15 +142,18 @@ mod tests {
         assert_eq!(get(Opt::Source), source::BRK);
         assert!(set_from_env_entry(b"OXALLOC_SOURCE=MMAP"));
         assert_eq!(get(Opt::Source), source::MMAP);
-        assert!(set_from_env_entry(b"OXALLOC_REPORT_FD=3"));
-        assert_eq!(get(Opt::ReportFd), 3);
+        assert!(set_from_env_entry(b"OXALLOC_SHOW_STATS=3"));
+        assert_eq!(get(Opt::ShowStats), 3);
         assert!(set_from_env_entry(b"OXALLOC_VERBOSE=yes"));
         assert!(enabled(Opt::Verbose));
-        assert!(!set_from_env_entry(b"OXALLOC_REPORT_FD=lots"));
-        assert_eq!(get(Opt::ReportFd), 3);
+        assert!(!set_from_env_entry(b"OXALLOC_SHOW_STATS=lots"));
+        assert_eq!(get(Opt::ShowStats), 3);
         assert!(!set_from_env_entry(b"OXALLOC_NO_SUCH=1"));
         assert!(set_from_env_entry(b"PATH=/bin"));
-        set(Opt::ReportFd, 0);
+        assert!(set_from_env_entry(b"OXALLOC_REPORT_FILE=/tmp/x.jsonl"));
+        assert!(enabled(Opt::ReportFile));
+        set(Opt::ShowStats, 0);
         set(Opt::Verbose, 0);
+        set(Opt::ReportFile, 0);
     }
 }

@@ -91,7 +91,8 @@ pub struct Page {
 }
 
 impl Page {
-    /// A page slot that holds nothing.
+    /// A page slot that holds nothing (copied into place, never shared).
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
         used: 0,
@@ -133,7 +134,12 @@ impl Page {
     pub unsafe fn pop_free(&mut self) -> *mut u8 {
         let block = self.free;
         debug_assert!(!block.is_null());
-        debug_assert!(self.contains(block as usize), "free list left page {:p}: {:p}", self, block);
+        debug_assert!(
+            self.contains(block as usize),
+            "free list left page {:p}: {:p}",
+            self,
+            block
+        );
         // SAFETY: `block` is on this page's free list, so it is a free block of this page and its
         // first word is an encoded link written by this page. Clearing the link keeps a block
         // that the program never writes from looking like a free block to the double-free check.
@@ -180,12 +186,23 @@ impl Page {
 
     /// Sets the page up for blocks of `bin` between `start` and `end`; `fresh` says the memory
     /// reads as zero.
-    pub fn init(&mut self, bin: usize, block_size: usize, start: *mut u8, end: usize, key: usize, fresh: bool) {
+    pub fn init(
+        &mut self,
+        bin: usize,
+        block_size: usize,
+        start: *mut u8,
+        end: usize,
+        key: usize,
+        fresh: bool,
+    ) {
         debug_assert!(!self.in_use);
         debug_assert!(block_size % crate::size_class::ALIGN == 0 || bin == 0);
         let reserved = (end - start as usize) / block_size;
         debug_assert!(reserved >= 1, "page too small for its block size");
-        *self = Page { thread_free: AtomicUsize::new(delayed::NORMAL), ..Page::EMPTY };
+        *self = Page {
+            thread_free: AtomicUsize::new(delayed::NORMAL),
+            ..Page::EMPTY
+        };
         self.in_use = true;
         self.bin = bin as u8;
         self.block_size = block_size;
@@ -364,7 +381,12 @@ impl Page {
         loop {
             debug_assert_eq!(tf & delayed::MASK, delayed::FREEING);
             let new = (tf & !delayed::MASK) | delayed::NORMAL;
-            match self.thread_free.compare_exchange_weak(tf, new, Ordering::Release, Ordering::Relaxed) {
+            match self.thread_free.compare_exchange_weak(
+                tf,
+                new,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(now) => tf = now,
             }
@@ -415,17 +437,29 @@ mod tests {
                 page.pop_free();
             }
             assert_eq!(page.take_local_free(), 2);
-            assert_eq!(page.free as *mut u8, b, "the collected remote free is first");
+            assert_eq!(
+                page.free as *mut u8, b,
+                "the collected remote free is first"
+            );
             assert_eq!(page.block_start(b as usize + 17) as usize, b as usize);
         }
     }
 
     #[test]
     fn delayed_state_keeps_the_list() {
-        let page = Page { thread_free: AtomicUsize::new(0x1000), ..Page::EMPTY };
+        let page = Page {
+            thread_free: AtomicUsize::new(0x1000),
+            ..Page::EMPTY
+        };
         page.set_delayed(delayed::USE_DELAYED);
-        assert_eq!(page.thread_free.load(Ordering::Relaxed), 0x1000 | delayed::USE_DELAYED);
+        assert_eq!(
+            page.thread_free.load(Ordering::Relaxed),
+            0x1000 | delayed::USE_DELAYED
+        );
         page.set_delayed(delayed::NEVER);
-        assert_eq!(page.thread_free.load(Ordering::Relaxed), 0x1000 | delayed::NEVER);
+        assert_eq!(
+            page.thread_free.load(Ordering::Relaxed),
+            0x1000 | delayed::NEVER
+        );
     }
 }

@@ -18,7 +18,10 @@ pub struct PageQueue {
 
 impl PageQueue {
     /// An empty queue.
-    pub const EMPTY: PageQueue = PageQueue { first: ptr::null_mut(), last: ptr::null_mut() };
+    pub const EMPTY: PageQueue = PageQueue {
+        first: ptr::null_mut(),
+        last: ptr::null_mut(),
+    };
 
     /// Whether the queue has no pages.
     #[inline]

@@ -38,6 +38,9 @@ pub const MEDIUM_PAGE_SHIFT: usize = 19;
 pub const MAX_PAGES: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT;
 /// Bytes taken by the header at the start of every segment.
 pub const HEADER_SIZE: usize = align_up(core::mem::size_of::<Segment>(), OS_PAGE);
+// The header leaves most of the first small page for blocks.
+const _: () = assert!(HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 2);
+
 /// Largest alignment a huge block can be given (its block must start in the first 4 MiB).
 pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
 
@@ -99,7 +102,12 @@ impl Segment {
     #[inline(always)]
     pub fn page_of(&self, p: *const u8) -> *mut Page {
         let index = (p as usize - self as *const Segment as usize) >> self.page_shift;
-        debug_assert!(index < self.page_count, "{:p} is past the pages of {:p}", p, self);
+        debug_assert!(
+            index < self.page_count,
+            "{:p} is past the pages of {:p}",
+            p,
+            self
+        );
         &self.pages[index] as *const Page as *mut Page
     }
 
@@ -151,7 +159,11 @@ impl Segment {
     /// The byte range `[start, end)` that page `index` may fill with blocks.
     pub fn page_area(&self, index: usize) -> (*mut u8, usize) {
         let base = self as *const Segment as usize;
-        let start = if index == 0 { base + HEADER_SIZE } else { base + (index << self.page_shift) };
+        let start = if index == 0 {
+            base + HEADER_SIZE
+        } else {
+            base + (index << self.page_shift)
+        };
         let end = match self.kind {
             SegmentKind::Huge => base + self.size,
             _ => base + ((index + 1) << self.page_shift),
@@ -190,7 +202,9 @@ impl SegmentMap {
     pub const fn new() -> Self {
         #[allow(clippy::declare_interior_mutable_const)]
         const ZERO: AtomicU64 = AtomicU64::new(0);
-        SegmentMap { bits: [ZERO; SegmentMap::WORDS] }
+        SegmentMap {
+            bits: [ZERO; SegmentMap::WORDS],
+        }
     }
 
     #[inline(always)]
@@ -246,7 +260,10 @@ mod tests {
 
     #[test]
     fn header_fits_before_the_first_small_page_end() {
-        assert!(HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 2, "header {HEADER_SIZE}");
+        assert!(
+            HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 2,
+            "header {HEADER_SIZE}"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub const fn bin_of(size: usize) -> usize {
     debug_assert!(size <= MEDIUM_MAX);
     if size <= 128 {
         // 0 bytes is served like 1 byte: malloc(0) returns a unique block.
-        let w = (size + ALIGN - 1) / ALIGN;
+        let w = size.div_ceil(ALIGN);
         if w == 0 {
             1
         } else {

@@ -92,7 +92,9 @@ counters! {
 impl GlobalCounters {
     /// Adds to a gauge and raises its peak.
     pub fn gauge_add(value: &AtomicU64, peak: &AtomicU64, delta: u64) {
-        let now = value.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta);
+        let now = value
+            .fetch_add(delta, Ordering::Relaxed)
+            .wrapping_add(delta);
         if (now as i64) > 0 {
             peak.fetch_max(now, Ordering::Relaxed);
         }
@@ -124,7 +126,10 @@ impl HeapCounters {
     pub const fn new() -> Self {
         #[allow(clippy::declare_interior_mutable_const)]
         const Z: AtomicU64 = AtomicU64::new(0);
-        HeapCounters { bins: [Z; BIN_COUNT], live_delta: 0 }
+        HeapCounters {
+            bins: [Z; BIN_COUNT],
+            live_delta: 0,
+        }
     }
 
     /// Adds `n` (wrapping, so a negative amount is `n.wrapping_neg()`) allocations to `bin`.
@@ -148,7 +153,11 @@ impl HeapCounters {
     /// Adds the live-byte change to the global estimate and samples the peak.
     pub fn flush_live(&mut self, global: &GlobalCounters) {
         if self.live_delta != 0 {
-            GlobalCounters::gauge_add(&global.live_estimate, &global.peak_live_bytes, self.live_delta as u64);
+            GlobalCounters::gauge_add(
+                &global.live_estimate,
+                &global.peak_live_bytes,
+                self.live_delta as u64,
+            );
             self.live_delta = 0;
         }
     }
@@ -170,7 +179,10 @@ pub struct FixedBuf<const N: usize> {
 impl<const N: usize> FixedBuf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        FixedBuf { buf: [0; N], len: 0 }
+        FixedBuf {
+            buf: [0; N],
+            len: 0,
+        }
     }
     /// The bytes written so far.
     pub fn as_bytes(&self) -> &[u8] {
@@ -208,9 +220,9 @@ impl fmt::Display for Bytes {
         } else if b < 1024 * 1024 {
             write!(f, "{}.{} KiB", b / 1024, b % 1024 * 10 / 1024)
         } else if b < 1024 * 1024 * 1024 {
-            write!(f, "{}.{} MiB", b >> 20, (b & 0xfffff) * 10 >> 20)
+            write!(f, "{}.{} MiB", b >> 20, ((b & 0xfffff) * 10) >> 20)
         } else {
-            write!(f, "{}.{} GiB", b >> 30, (b & 0x3fff_ffff) * 10 >> 30)
+            write!(f, "{}.{} GiB", b >> 30, ((b & 0x3fff_ffff) * 10) >> 30)
         }
     }
 }
@@ -218,7 +230,13 @@ impl fmt::Display for Bytes {
 impl Snapshot {
     /// Writes a short human-readable summary (several lines).
     pub fn write_text(&self, out: &mut dyn Write) -> fmt::Result {
-        writeln!(out, "oxalloc: {} allocations, {} frees, {} live", self.allocations, self.frees, Bytes(self.live_bytes))?;
+        writeln!(
+            out,
+            "oxalloc: {} allocations, {} frees, {} live",
+            self.allocations,
+            self.frees,
+            Bytes(self.live_bytes)
+        )?;
         writeln!(
             out,
             "oxalloc: peak live {}, mapped {} (peak {}), {} segments, {} threads",
@@ -242,13 +260,20 @@ mod tests {
 
     #[test]
     fn json_is_one_line_with_bins() {
-        let mut s = Snapshot { allocations: 3, frees: 1, ..Default::default() };
+        let mut s = Snapshot {
+            allocations: 3,
+            frees: 1,
+            ..Default::default()
+        };
         s.bins[1] = 2;
         s.bins[0] = 1;
         let mut buf = FixedBuf::<1024>::new();
         s.write_json(&mut buf, 42, 4096).unwrap();
         let text = core::str::from_utf8(buf.as_bytes()).unwrap();
-        assert!(text.starts_with("{\"pid\":42,\"peak_rss_bytes\":4096,\"allocations\":3,\"frees\":1"), "{text}");
+        assert!(
+            text.starts_with("{\"pid\":42,\"peak_rss_bytes\":4096,\"allocations\":3,\"frees\":1"),
+            "{text}"
+        );
         assert!(text.ends_with(",\"bins\":[[0,1],[16,2]]}\n"), "{text}");
         assert_eq!(text.matches('\n').count(), 1);
     }

@@ -3,7 +3,7 @@
 use crate::free::NO_THREAD;
 use crate::heap::Heap;
 use crate::os::{Mapping, Os, OS_PAGE};
-use crate::segment::{SEGMENT_SIZE, SEGMENT_SHIFT};
+use crate::segment::{SEGMENT_SHIFT, SEGMENT_SIZE};
 use crate::sync::{AtomicUsize, Ordering, SpinLock};
 use crate::Global;
 use core::ptr::NonNull;
@@ -23,11 +23,18 @@ pub struct FixedRegion {
 impl FixedRegion {
     pub fn new(units: usize) -> Self {
         assert!(units <= 128);
-        let layout = std::alloc::Layout::from_size_align(units * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+        let layout =
+            std::alloc::Layout::from_size_align(units * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
         // SAFETY: non-zero size.
         let base = unsafe { std::alloc::alloc(layout) } as usize;
         assert!(base != 0);
-        FixedRegion { base, units, used: SpinLock::new(0), in_use: AtomicUsize::new(0), purged: AtomicUsize::new(0) }
+        FixedRegion {
+            base,
+            units,
+            used: SpinLock::new(0),
+            in_use: AtomicUsize::new(0),
+            purged: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -37,7 +44,11 @@ unsafe impl Os for FixedRegion {
         assert!(align <= SEGMENT_SIZE);
         let n = size.div_ceil(SEGMENT_SIZE);
         let mut used = self.used.lock();
-        let mask = if n == 128 { u128::MAX } else { (1u128 << n) - 1 };
+        let mask = if n == 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        };
         for first in 0..=self.units.checked_sub(n)? {
             if *used & (mask << first) == 0 {
                 *used |= mask << first;
@@ -46,7 +57,10 @@ unsafe impl Os for FixedRegion {
                 // Reused memory is not zero: say so, and make it visibly dirty.
                 // SAFETY: the units are ours now.
                 unsafe { core::ptr::write_bytes(ptr, 0xAB, size.min(OS_PAGE)) };
-                return Some(Mapping { ptr: NonNull::new(ptr)?, zeroed: false });
+                return Some(Mapping {
+                    ptr: NonNull::new(ptr)?,
+                    zeroed: false,
+                });
             }
         }
         None
@@ -54,9 +68,17 @@ unsafe impl Os for FixedRegion {
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
         let n = size.div_ceil(SEGMENT_SIZE);
         let first = (ptr.as_ptr() as usize - self.base) >> SEGMENT_SHIFT;
-        let mask = if n == 128 { u128::MAX } else { (1u128 << n) - 1 };
+        let mask = if n == 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        };
         let mut used = self.used.lock();
-        assert_eq!(*used & (mask << first), mask << first, "unmap of unmapped units");
+        assert_eq!(
+            *used & (mask << first),
+            mask << first,
+            "unmap of unmapped units"
+        );
         *used &= !(mask << first);
         self.in_use.fetch_sub(n, Ordering::Relaxed);
     }
@@ -88,6 +110,7 @@ static NEXT_TID: AtomicUsize = AtomicUsize::new(0x1000);
 /// Units in use once the heap pool has its first chunk.
 const POOL_UNITS: usize = 1;
 
+#[allow(clippy::mut_from_ref)]
 fn heap(g: &'static Global<FixedRegion>) -> &'static mut Heap<FixedRegion> {
     let tid = NEXT_TID.fetch_add(16, Ordering::Relaxed);
     // SAFETY: create_heap returns a valid heap bound to `tid`, used by one thread in the tests.
@@ -109,7 +132,9 @@ fn check(p: *const u8, n: usize, tag: u8) {
 fn malloc_free_many_sizes_reuses_memory() {
     let g = global(32);
     let h = heap(g);
-    let sizes = [0usize, 1, 8, 16, 17, 100, 128, 129, 1000, 1024, 1025, 4000, 8192, 9000, 65536, 131072];
+    let sizes = [
+        0usize, 1, 8, 16, 17, 100, 128, 129, 1000, 1024, 1025, 4000, 8192, 9000, 65536, 131072,
+    ];
     for round in 0..3 {
         let mut blocks = Vec::new();
         for (i, &s) in sizes.iter().cycle().take(2000).enumerate() {
@@ -123,7 +148,10 @@ fn malloc_free_many_sizes_reuses_memory() {
         for &(p, s, tag) in &blocks {
             check(p, s, tag);
         }
-        let mut sorted: Vec<_> = blocks.iter().map(|&(p, s, _)| (p as usize, s.max(1))).collect();
+        let mut sorted: Vec<_> = blocks
+            .iter()
+            .map(|&(p, s, _)| (p as usize, s.max(1)))
+            .collect();
         sorted.sort();
         for w in sorted.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0, "blocks overlap");
@@ -138,7 +166,11 @@ fn malloc_free_many_sizes_reuses_memory() {
     }
     unsafe { g.destroy_heap(h) };
     g.trim();
-    assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS, "every segment went back");
+    assert_eq!(
+        g.os.in_use.load(Ordering::Relaxed),
+        POOL_UNITS,
+        "every segment went back"
+    );
 }
 
 #[test]
@@ -146,7 +178,9 @@ fn remote_frees_come_back_to_the_owner() {
     let g = global(16);
     let owner = heap(g);
     let tid = owner.thread_id;
-    let ptrs: Vec<usize> = (0..10_000).map(|_| unsafe { owner.malloc(48) } as usize).collect();
+    let ptrs: Vec<usize> = (0..10_000)
+        .map(|_| unsafe { owner.malloc(48) } as usize)
+        .collect();
     // Another thread frees everything; the owner's pages are full, so the delayed path runs.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -158,7 +192,9 @@ fn remote_frees_come_back_to_the_owner() {
     assert_eq!(g.snapshot().live_bytes, 0);
     // The owner reuses the same blocks instead of mapping more.
     let mapped = g.os.in_use.load(Ordering::Relaxed);
-    let again: Vec<usize> = (0..10_000).map(|_| unsafe { owner.malloc(48) } as usize).collect();
+    let again: Vec<usize> = (0..10_000)
+        .map(|_| unsafe { owner.malloc(48) } as usize)
+        .collect();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), mapped);
     let old: std::collections::HashSet<usize> = ptrs.iter().copied().collect();
     let reused = again.iter().filter(|p| old.contains(p)).count();
@@ -175,7 +211,9 @@ fn remote_frees_come_back_to_the_owner() {
 fn abandoned_segments_are_reclaimed() {
     let g = global(16);
     let first = heap(g);
-    let kept: Vec<usize> = (0..5000).map(|_| unsafe { first.malloc(200) } as usize).collect();
+    let kept: Vec<usize> = (0..5000)
+        .map(|_| unsafe { first.malloc(200) } as usize)
+        .collect();
     unsafe { g.destroy_heap(first) };
     let s = g.snapshot();
     assert_eq!(s.abandoned, 1);
@@ -188,7 +226,11 @@ fn abandoned_segments_are_reclaimed() {
     let mapped = g.os.in_use.load(Ordering::Relaxed);
     let p = unsafe { second.malloc(200) };
     assert_eq!(g.snapshot().reclaimed, 1);
-    assert_eq!(g.os.in_use.load(Ordering::Relaxed), mapped, "reused the abandoned segment");
+    assert_eq!(
+        g.os.in_use.load(Ordering::Relaxed),
+        mapped,
+        "reused the abandoned segment"
+    );
     unsafe { g.free(p, second.thread_id) };
     for &p in &kept[2500..] {
         unsafe { g.free(p as *mut u8, second.thread_id) };
@@ -217,7 +259,10 @@ fn aligned_blocks_are_aligned_and_freeable() {
             unsafe { g.free(p, h.thread_id) };
         }
     }
-    assert!(unsafe { h.malloc_aligned(16, 8 << 20, false) }.is_null(), "alignment beyond 2 MiB");
+    assert!(
+        unsafe { h.malloc_aligned(16, 8 << 20, false) }.is_null(),
+        "alignment beyond 2 MiB"
+    );
     unsafe { g.destroy_heap(h) };
     g.trim();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
@@ -302,7 +347,9 @@ fn many_threads_cross_free_without_losing_blocks() {
     let g = global(64);
     const THREADS: usize = 4;
     const ROUNDS: usize = 20;
-    let (tx, rx): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| std::sync::mpsc::channel::<Vec<(usize, usize)>>()).unzip();
+    let (tx, rx): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| std::sync::mpsc::channel::<Vec<(usize, usize)>>())
+        .unzip();
     let mut rx: Vec<_> = rx.into_iter().map(Some).collect();
     std::thread::scope(|s| {
         for t in 0..THREADS {

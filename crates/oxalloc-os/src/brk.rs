@@ -48,7 +48,13 @@ fn current_break() -> usize {
 impl Brk {
     /// A new source; the break is not touched until the first mapping.
     pub const fn new() -> Self {
-        Brk { state: SpinLock::new(State { base: 0, end: 0, free: ptr::null_mut() }) }
+        Brk {
+            state: SpinLock::new(State {
+                base: 0,
+                end: 0,
+                free: ptr::null_mut(),
+            }),
+        }
     }
 
     /// Whether `p` lies in memory this source took from the break.
@@ -80,7 +86,10 @@ impl Brk {
                     if a + size < e {
                         insert(&mut st, a + size, e - (a + size));
                     }
-                    return Some(Mapping { ptr: NonNull::new(a as *mut u8)?, zeroed: false });
+                    return Some(Mapping {
+                        ptr: NonNull::new(a as *mut u8)?,
+                        zeroed: false,
+                    });
                 }
                 prev = span;
                 span = next;
@@ -107,7 +116,10 @@ impl Brk {
             unsafe { insert(&mut st, gap_start, start - gap_start) };
         }
         st.end = new_end;
-        Some(Mapping { ptr: NonNull::new(start as *mut u8)?, zeroed: true })
+        Some(Mapping {
+            ptr: NonNull::new(start as *mut u8)?,
+            zeroed: true,
+        })
     }
 
     /// Takes a range back: purges it, adds it to the free spans, and lowers the break if the top
@@ -131,7 +143,8 @@ impl Brk {
                 prev = last;
                 last = (*last).next;
             }
-            if last.is_null() || last as usize + (*last).size != st.end || current_break() != st.end {
+            if last.is_null() || last as usize + (*last).size != st.end || current_break() != st.end
+            {
                 return;
             }
             let new_end = last as usize;
@@ -197,7 +210,10 @@ unsafe fn insert(st: &mut State, start: usize, size: usize) {
             prev = next;
             next = (*next).next;
         }
-        debug_assert!(prev.is_null() || prev as usize + (*prev).size <= start, "overlapping free span");
+        debug_assert!(
+            prev.is_null() || prev as usize + (*prev).size <= start,
+            "overlapping free span"
+        );
         let mut span = start as *mut FreeSpan;
         if !prev.is_null() && prev as usize + (*prev).size == start {
             (*prev).size += size;

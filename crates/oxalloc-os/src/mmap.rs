@@ -19,7 +19,9 @@ pub struct Mmap {
 impl Mmap {
     /// A new source.
     pub const fn new() -> Self {
-        Mmap { hint: AtomicUsize::new(HINT_START) }
+        Mmap {
+            hint: AtomicUsize::new(HINT_START),
+        }
     }
 
     fn raw_map(addr: usize, size: usize) -> Option<*mut u8> {
@@ -46,7 +48,10 @@ impl Mmap {
         debug_assert!(size % OS_PAGE == 0 && align.is_power_of_two());
         if align <= OS_PAGE {
             let p = Self::raw_map(0, size)?;
-            return Some(Mapping { ptr: NonNull::new(p)?, zeroed: true });
+            return Some(Mapping {
+                ptr: NonNull::new(p)?,
+                zeroed: true,
+            });
         }
         // 1. A hinted address, aligned by construction.
         let span = (size + align - 1) & !(align - 1);
@@ -54,7 +59,10 @@ impl Mmap {
         if hint + span <= HINT_END && hint % align == 0 {
             if let Some(p) = Self::raw_map(hint, size) {
                 if p as usize % align == 0 {
-                    return Some(Mapping { ptr: NonNull::new(p)?, zeroed: true });
+                    return Some(Mapping {
+                        ptr: NonNull::new(p)?,
+                        zeroed: true,
+                    });
                 }
                 // SAFETY: we just mapped it.
                 unsafe { libc::munmap(p.cast(), size) };
@@ -73,7 +81,10 @@ impl Mmap {
                 libc::munmap((aligned + size) as *mut libc::c_void, tail);
             }
         }
-        Some(Mapping { ptr: NonNull::new(aligned as *mut u8)?, zeroed: true })
+        Some(Mapping {
+            ptr: NonNull::new(aligned as *mut u8)?,
+            zeroed: true,
+        })
     }
 
     /// Unmaps a range.

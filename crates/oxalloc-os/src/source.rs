@@ -20,7 +20,11 @@ pub struct OsSource {
 impl OsSource {
     /// A new source; nothing is mapped until asked.
     pub const fn new() -> Self {
-        OsSource { mmap: Mmap::new(), brk: Brk::new(), brk_failed: AtomicBool::new(false) }
+        OsSource {
+            mmap: Mmap::new(),
+            brk: Brk::new(),
+            brk_failed: AtomicBool::new(false),
+        }
     }
 
     /// Takes the source's locks before `fork()`.
@@ -52,7 +56,9 @@ unsafe impl Os for OsSource {
                 return Some(m);
             }
             if !self.brk_failed.swap(true, Ordering::Relaxed) && options::enabled(Opt::Verbose) {
-                sys::write_stderr(b"oxalloc: the program break cannot grow; using mmap from now on\n");
+                sys::write_stderr(
+                    b"oxalloc: the program break cannot grow; using mmap from now on\n",
+                );
             }
         }
         self.mmap.map(size, align)

@@ -50,12 +50,20 @@ pub fn random_word() -> usize {
     let mut word = 0usize;
     // SAFETY: the buffer is a valid, writable usize; GRND_NONBLOCK never blocks.
     let n = unsafe {
-        libc::syscall(libc::SYS_getrandom, &mut word as *mut usize, core::mem::size_of::<usize>(), libc::GRND_NONBLOCK)
+        libc::syscall(
+            libc::SYS_getrandom,
+            &mut word as *mut usize,
+            core::mem::size_of::<usize>(),
+            libc::GRND_NONBLOCK,
+        )
     };
     if n == core::mem::size_of::<usize>() as libc::c_long {
         return word;
     }
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let mut x = (ts.tv_nsec as usize) ^ ((ts.tv_sec as usize) << 32) ^ (&ts as *const _ as usize);

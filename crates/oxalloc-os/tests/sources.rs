@@ -27,7 +27,9 @@ fn mmap_aligns_and_zeroes() {
 #[test]
 fn brk_splits_coalesces_and_shrinks() {
     let b = Brk::new();
-    let x = b.map(SEGMENT_SIZE, SEGMENT_SIZE).expect("the break can grow");
+    let x = b
+        .map(SEGMENT_SIZE, SEGMENT_SIZE)
+        .expect("the break can grow");
     let y = b.map(SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
     let z = b.map(SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
     assert_eq!(x.ptr.as_ptr() as usize % SEGMENT_SIZE, 0);
@@ -53,7 +55,10 @@ fn brk_splits_coalesces_and_shrinks() {
     }
     let (top_after, free_after) = b.usage();
     if top_after < top_before {
-        assert!(top_after <= x.ptr.as_ptr() as usize, "the break went back down past x");
+        assert!(
+            top_after <= x.ptr.as_ptr() as usize,
+            "the break went back down past x"
+        );
     } else {
         // Another user of the break sits above us; everything is at least one coalesced span.
         assert!(free_after >= 3 * SEGMENT_SIZE);

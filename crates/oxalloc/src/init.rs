@@ -31,7 +31,10 @@ pub fn process_init() {
     if STATE.load(Ordering::Acquire) == READY {
         return;
     }
-    if STATE.compare_exchange(UNINIT, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    if STATE
+        .compare_exchange(UNINIT, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
         read_options();
         crate::thread::create_exit_key();
         STATE.store(READY, Ordering::Release);
@@ -58,7 +61,8 @@ fn read_options() {
                 let n = path.len().min(buf.len() - 1);
                 buf[..n].copy_from_slice(&path[..n]);
                 buf[n] = 0;
-            } else if bytes.starts_with(b"OXALLOC_") && !options::set_from_env_entry(bytes) {
+            }
+            if bytes.starts_with(b"OXALLOC_") && !options::set_from_env_entry(bytes) {
                 let mut msg = FixedBuf::<256>::new();
                 let shown = core::str::from_utf8(bytes).unwrap_or("(not UTF-8)");
                 let _ = writeln!(msg, "oxalloc: ignoring unknown or malformed option {shown}");
@@ -87,7 +91,7 @@ extern "C" fn on_load() {
 
 extern "C" fn on_exit() {
     let show = options::enabled(Opt::ShowStats);
-    let report = REPORT_FILE.lock()[0] != 0;
+    let report = options::enabled(Opt::ReportFile) && REPORT_FILE.lock()[0] != 0;
     if !show && !report {
         return;
     }
@@ -105,7 +109,11 @@ extern "C" fn on_exit() {
         let path = REPORT_FILE.lock();
         // SAFETY: `path` is NUL-terminated; open does not allocate.
         let fd = unsafe {
-            libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC, 0o644)
+            libc::open(
+                path.as_ptr().cast(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+                0o644,
+            )
         };
         if fd >= 0 {
             sys::write_fd(fd, buf.as_bytes());

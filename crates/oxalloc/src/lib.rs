@@ -56,7 +56,8 @@ pub struct SentinelHeap(pub UnsafeCell<ThreadHeap>);
 unsafe impl Sync for SentinelHeap {}
 
 /// See [`SentinelHeap`].
-pub static SENTINEL: SentinelHeap = SentinelHeap(UnsafeCell::new(oxalloc_core::Heap::sentinel(&GLOBAL)));
+pub static SENTINEL: SentinelHeap =
+    SentinelHeap(UnsafeCell::new(oxalloc_core::Heap::sentinel(&GLOBAL)));
 
 /// Address of the sentinel heap.
 #[inline(always)]

@@ -67,7 +67,9 @@ mod slot {
     pub fn thread_id() -> usize {
         let tid: usize;
         // SAFETY: `%fs:0` holds the TCB's self-pointer on x86-64 Linux.
-        unsafe { asm!("mov {}, qword ptr fs:[0]", out(reg) tid, options(nostack, readonly, preserves_flags, pure)) };
+        unsafe {
+            asm!("mov {}, qword ptr fs:[0]", out(reg) tid, options(nostack, readonly, preserves_flags, pure))
+        };
         tid
     }
 }
@@ -80,7 +82,8 @@ mod slot {
 
     pub fn current() -> *mut ThreadHeap {
         // SAFETY: pthread_getspecific never allocates.
-        let p = unsafe { libc::pthread_getspecific(KEY.load(Ordering::Acquire)) } as *mut ThreadHeap;
+        let p =
+            unsafe { libc::pthread_getspecific(KEY.load(Ordering::Acquire)) } as *mut ThreadHeap;
         if p.is_null() {
             crate::sentinel()
         } else {
@@ -89,7 +92,11 @@ mod slot {
     }
 
     pub fn set(heap: *mut ThreadHeap) {
-        let v = if heap == crate::sentinel() { core::ptr::null_mut() } else { heap };
+        let v = if heap == crate::sentinel() {
+            core::ptr::null_mut()
+        } else {
+            heap
+        };
         // SAFETY: the key exists once the process is initialised.
         unsafe { libc::pthread_setspecific(KEY.load(Ordering::Acquire), v.cast()) };
     }

@@ -47,7 +47,9 @@ fn fill(l: &Live) {
 }
 
 fn intact(l: &Live, n: usize) -> bool {
-    unsafe { std::slice::from_raw_parts(l.ptr, n) }.iter().all(|&b| b == l.tag)
+    unsafe { std::slice::from_raw_parts(l.ptr, n) }
+        .iter()
+        .all(|&b| b == l.tag)
 }
 
 fn run(ops: &[Op]) {
@@ -61,7 +63,9 @@ fn run(ops: &[Op]) {
                     match *op {
                         Op::Malloc(_) => (oxalloc::malloc(s), 16),
                         Op::Calloc(_) => (oxalloc::malloc_zeroed(s), 16),
-                        Op::Aligned(_, a) => (oxalloc::malloc_aligned(s, 1 << a, false), 1usize << a),
+                        Op::Aligned(_, a) => {
+                            (oxalloc::malloc_aligned(s, 1 << a, false), 1usize << a)
+                        }
                         _ => unreachable!(),
                     }
                 };
@@ -69,9 +73,18 @@ fn run(ops: &[Op]) {
                 assert_eq!(p as usize % align, 0, "alignment {align}");
                 assert!(unsafe { oxalloc::usable_size(p) } >= s);
                 if let Op::Calloc(_) = op {
-                    assert!(unsafe { std::slice::from_raw_parts(p, s) }.iter().all(|&b| b == 0), "calloc not zero");
+                    assert!(
+                        unsafe { std::slice::from_raw_parts(p, s) }
+                            .iter()
+                            .all(|&b| b == 0),
+                        "calloc not zero"
+                    );
                 }
-                let l = Live { ptr: p, size: s, tag };
+                let l = Live {
+                    ptr: p,
+                    size: s,
+                    tag,
+                };
                 fill(&l);
                 live.push(l);
             }
@@ -94,7 +107,10 @@ fn run(ops: &[Op]) {
         }
     }
     // No two live blocks overlap, and every one kept its contents.
-    let mut spans: Vec<(usize, usize)> = live.iter().map(|l| (l.ptr as usize, l.size.max(1))).collect();
+    let mut spans: Vec<(usize, usize)> = live
+        .iter()
+        .map(|l| (l.ptr as usize, l.size.max(1)))
+        .collect();
     spans.sort();
     for w in spans.windows(2) {
         assert!(w[0].0 + w[0].1 <= w[1].0, "blocks overlap");

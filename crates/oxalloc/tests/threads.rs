@@ -17,7 +17,9 @@ fn collections_churn_across_threads() {
             let tx = tx.clone();
             thread::spawn(move || {
                 for round in 0..200 {
-                    let batch: Vec<String> = (0..100).map(|i| format!("t{t}-r{round}-{i}-{}", "x".repeat(i % 70))).collect();
+                    let batch: Vec<String> = (0..100)
+                        .map(|i| format!("t{t}-r{round}-{i}-{}", "x".repeat(i % 70)))
+                        .collect();
                     tx.send(batch).unwrap();
                 }
             })
@@ -51,14 +53,21 @@ fn thread_churn_hands_blocks_on() {
             for i in 0..2000u32 {
                 map.insert(i, vec![i as u8; (i as usize * 7 + gen as usize) % 300]);
             }
-            (1..40usize).map(|n| vec![(n * 13) as u8; n * 13].into_boxed_slice()).collect()
+            (1..40usize)
+                .map(|n| vec![(n * 13) as u8; n * 13].into_boxed_slice())
+                .collect()
         })
         .join()
         .unwrap();
     }
     let s = oxalloc::stats();
     assert!(s.threads >= 50, "{} thread heaps", s.threads);
-    assert!(s.abandoned > 0 && s.reclaimed > 0, "exited threads' segments are reclaimed ({} / {})", s.abandoned, s.reclaimed);
+    assert!(
+        s.abandoned > 0 && s.reclaimed > 0,
+        "exited threads' segments are reclaimed ({} / {})",
+        s.abandoned,
+        s.reclaimed
+    );
 }
 
 #[test]
@@ -74,7 +83,10 @@ fn over_aligned_layouts() {
                 let q = GLOBAL.realloc(p, layout, size * 2);
                 assert_eq!(q as usize % layout.align(), 0);
                 assert!(std::slice::from_raw_parts(q, size).iter().all(|&b| b == 1));
-                GLOBAL.dealloc(q, Layout::from_size_align(size * 2, layout.align()).unwrap());
+                GLOBAL.dealloc(
+                    q,
+                    Layout::from_size_align(size * 2, layout.align()).unwrap(),
+                );
                 let z = GLOBAL.alloc_zeroed(layout);
                 assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
                 GLOBAL.dealloc(z, layout);
@@ -115,7 +127,10 @@ fn fork_while_threads_allocate() {
         }
         let mut status = 0;
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed: {status}");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child failed: {status}"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {

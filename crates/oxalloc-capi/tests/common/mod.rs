@@ -14,7 +14,11 @@ pub fn lib_dir() -> PathBuf {
 /// Path of liboxalloc.so.
 pub fn lib() -> PathBuf {
     let p = lib_dir().join("liboxalloc.so");
-    assert!(p.exists(), "{} is missing: build the workspace first (cargo build)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build)",
+        p.display()
+    );
     p
 }
 
@@ -27,15 +31,26 @@ pub fn out_dir() -> PathBuf {
 
 /// Compiles a C or C++ source from tests/c into an executable; `link` adds liboxalloc itself.
 pub fn compile(source: &str, link: bool) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(source);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(source);
     let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
-    let out = out_dir().join(if link { format!("{stem}-linked") } else { stem.to_string() });
+    let out = out_dir().join(if link {
+        format!("{stem}-linked")
+    } else {
+        stem.to_string()
+    });
     let cxx = source.ends_with(".cpp");
     let mut cmd = Command::new(if cxx { "c++" } else { "cc" });
     cmd.arg(if cxx { "-std=c++17" } else { "-std=gnu11" })
         .args(["-O1", "-g", "-Wall", "-pthread"])
         // The tests pass impossible sizes and use freed pointers on purpose.
-        .args(["-Wno-alloc-size-larger-than", "-Wno-use-after-free", "-Wno-deprecated-declarations", "-I"])
+        .args([
+            "-Wno-alloc-size-larger-than",
+            "-Wno-use-after-free",
+            "-Wno-deprecated-declarations",
+            "-I",
+        ])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("include"))
         .arg(&src)
         .arg("-o")
@@ -49,7 +64,9 @@ pub fn compile(source: &str, link: bool) -> PathBuf {
         cmd.arg("-DOX_DYNAMIC");
     }
     cmd.arg("-ldl");
-    let st = cmd.status().expect("a C compiler (cc, c++) is needed: see .ci/run");
+    let st = cmd
+        .status()
+        .expect("a C compiler (cc, c++) is needed: see .ci/run");
     assert!(st.success(), "compiling {source} failed");
     out
 }
@@ -61,7 +78,8 @@ pub fn run_preloaded(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
 }
 
 /// Asserts a test program passed, showing its output if not.

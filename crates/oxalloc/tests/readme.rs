@@ -1,0 +1,38 @@
+//! The README's options table documents exactly the options the code reads.
+
+#[test]
+fn readme_lists_every_option_with_its_default() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let rows: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `OXALLOC_"))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        oxalloc::options::TABLE.len(),
+        "one README row per option"
+    );
+    for desc in oxalloc::options::TABLE {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| `OXALLOC_{}`", desc.name)))
+            .unwrap_or_else(|| panic!("OXALLOC_{} is not in the README", desc.name));
+        let default = desc
+            .words
+            .iter()
+            .find(|(_, v)| *v == desc.default)
+            .map(|(w, _)| w.to_string())
+            .unwrap_or_else(|| desc.default.to_string());
+        let shown = if std::ptr::eq(desc.words, oxalloc::options::PATH) {
+            "unset".to_string()
+        } else {
+            format!("`{default}`")
+        };
+        assert!(
+            row.contains(&format!("| {shown} |")),
+            "README default of OXALLOC_{}: {row}",
+            desc.name
+        );
+    }
+}
