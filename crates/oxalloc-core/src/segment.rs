@@ -259,14 +259,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_fits_before_the_first_small_page_end() {
-        assert!(
-            HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 2,
-            "header {HEADER_SIZE}"
-        );
-    }
-
-    #[test]
     fn map_tracks_segments() {
         static MAP: SegmentMap = SegmentMap::new();
         let map = &MAP;
