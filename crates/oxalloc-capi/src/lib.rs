@@ -63,7 +63,21 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 #[inline(always)]
 unsafe fn imp_malloc(size: usize) -> *mut c_void {
     // SAFETY: malloc is always safe to call.
-    enomem_if_null(unsafe { engine::malloc(size) })
+    let p = unsafe { engine::malloc_fast(size) };
+    if !p.is_null() {
+        return p.cast();
+    }
+    // SAFETY: as above.
+    unsafe { malloc_slow_c(size) }
+}
+
+/// The slow path with C's error reporting, reached by a tail call so that the fast path needs
+/// no stack frame.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_slow_c(size: usize) -> *mut c_void {
+    // SAFETY: always safe to call.
+    enomem_if_null(unsafe { engine::malloc_slow(size) })
 }
 
 #[inline(always)]

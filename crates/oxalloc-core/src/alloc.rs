@@ -22,6 +22,23 @@ impl<S: Os + 'static> Heap<S> {
     /// Called by the thread this heap belongs to (or on the sentinel, by any thread).
     #[inline(always)]
     pub unsafe fn malloc(&mut self, size: usize) -> *mut u8 {
+        // SAFETY: same caller contract.
+        unsafe {
+            let p = self.malloc_fast(size);
+            if !p.is_null() {
+                return p;
+            }
+            self.malloc_slow(size)
+        }
+    }
+
+    /// The fast path alone: a block if the size class's current page has one, else null (the
+    /// caller then takes [`Heap::malloc_slow`]).
+    ///
+    /// # Safety
+    /// As for [`Heap::malloc`].
+    #[inline(always)]
+    pub unsafe fn malloc_fast(&mut self, size: usize) -> *mut u8 {
         if size <= DIRECT_MAX {
             let page = self.direct[size.div_ceil(ALIGN)];
             // SAFETY: direct entries point at this heap's pages or at the empty page, whose
@@ -32,8 +49,7 @@ impl<S: Os + 'static> Heap<S> {
                 }
             }
         }
-        // SAFETY: same caller contract.
-        unsafe { self.malloc_slow(size) }
+        ptr::null_mut()
     }
 
     /// Everything the fast path does not handle: binding the thread, medium and huge sizes,

@@ -36,7 +36,9 @@ impl<S: Os + 'static> Global<S> {
             let seg = Segment::of(p);
             let page = (*seg).page_of(p);
             if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags == 0 {
-                // Our page, not full, no interior pointers: `p` is a block start.
+                // Our page, not full, no interior pointers: `p` is a block start. Every path
+                // that is not the plain push below is a tail call, so this path needs no
+                // stack frame.
                 let block = p as *mut Block;
                 debug_assert!(
                     (p as usize - (*page).start as usize) % (*page).block_size == 0,
@@ -44,15 +46,28 @@ impl<S: Os + 'static> Global<S> {
                     p
                 );
                 if looks_free(&*page, block, (*seg).page_shift) {
-                    self.check_double_free(page, block);
+                    return self.free_local_checked(page, block);
                 }
                 (*page).push_local(block);
                 if (*page).used == 0 {
-                    retire_owned::<S>(page);
+                    return retire_owned::<S>(page);
                 }
                 return;
             }
-            self.free_generic(seg, page, p, tid);
+            self.free_generic(seg, page, p, tid)
+        }
+    }
+
+    /// The owner frees a block whose first word looks like a free-list link: confirm it is not
+    /// on a free list (a double free), then free it.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_local_checked(&self, page: *mut Page, block: *mut Block) {
+        // SAFETY: the caller owns the page and `block` is one of its blocks.
+        unsafe {
+            self.check_double_free(page, block);
+            let heap = (*page).heap.load(Ordering::Relaxed) as *mut Heap<S>;
+            (*heap).free_owned(page, block);
         }
     }
 
@@ -168,7 +183,8 @@ impl<S: Os + 'static> Global<S> {
 fn looks_free(page: &Page, block: *mut Block, page_shift: usize) -> bool {
     // SAFETY: `block` is a block of `page` that the caller is freeing, so it is readable.
     let link = page.decode(unsafe { *(block as *const usize) }) as usize;
-    link == 0 || (link ^ block as usize) >> page_shift == 0
+    // `link == 0`: the end of a list; same 2^page_shift window: a link into this page.
+    link == 0 || (link ^ block as usize).wrapping_shr(page_shift as u32) == 0
 }
 
 #[cold]

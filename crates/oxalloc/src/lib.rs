@@ -75,6 +75,27 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
     unsafe { (*thread::current()).malloc(size) }
 }
 
+/// The malloc fast path alone: null when the slow path is needed (see [`malloc_slow`]).
+///
+/// # Safety
+/// As for [`malloc`].
+#[inline(always)]
+pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
+    // SAFETY: as in `malloc`.
+    unsafe { (*thread::current()).malloc_fast(size) }
+}
+
+/// The malloc slow path (binding the thread, refilling pages, huge blocks).
+///
+/// # Safety
+/// As for [`malloc`].
+#[inline(never)]
+#[cold]
+pub unsafe fn malloc_slow(size: usize) -> *mut u8 {
+    // SAFETY: as in `malloc`.
+    unsafe { (*thread::current()).malloc_slow(size) }
+}
+
 /// Frees a block from [`malloc`] and friends; null is ignored. Invalid and double frees that can
 /// be detected end the process with a one-line message.
 ///
