@@ -183,20 +183,31 @@ impl<S: Os + 'static> Heap<S> {
                 return self.malloc(new_size);
             }
             let usable = self.global.usable_size(p);
-            if new_size <= usable && new_size >= usable / 2 {
-                return p;
-            }
             let seg = Segment::of(p);
-            if (*seg).kind == SegmentKind::Huge
-                && new_size > MEDIUM_MAX
-                && self.global.huge_resize_in_place(seg, new_size)
-            {
+            if (*seg).kind == SegmentKind::Huge && new_size > MEDIUM_MAX {
+                let q = self.global.huge_realloc(seg, usable, new_size);
+                if !q.is_null() {
+                    return q;
+                }
+            } else if new_size <= usable && new_size >= usable / 2 {
                 return p;
             }
-            let q = self.malloc(new_size);
+            // A block that becomes huge gets half as much again as slack, so a buffer grown a
+            // little at a time is moved O(log n) times, not once per OS page.
+            let target = if new_size > usable && new_size > MEDIUM_MAX {
+                new_size.max(usable.saturating_add(usable / 2))
+            } else {
+                new_size
+            };
+            let mut q = self.malloc(target);
+
+            if q.is_null() && target != new_size {
+                q = self.malloc(new_size);
+            }
             if q.is_null() {
                 return q;
             }
+
             ptr::copy_nonoverlapping(p, q, usable.min(new_size));
             let tid = if self.is_sentinel() {
                 crate::free::NO_THREAD

@@ -1,26 +1,17 @@
-//! Process-wide state: the memory source, the segment cache, abandoned segments, the registries
+//! Process-wide state: the memory source, the span cache, abandoned segments, the registries
 //! of segments and heaps that statistics and heap walks read, and the pool heaps come from.
 //! Everything here is reached from slow paths only, behind spin locks that never allocate.
 
 use crate::heap::Heap;
+use crate::options::{self, Opt};
 use crate::os::{Os, OS_PAGE};
 use crate::page::delayed;
 use crate::segment::{Segment, SegmentKind, SEGMENT_MAP, SEGMENT_SIZE};
 use crate::size_class::align_up;
+use crate::span_cache::{Span, SpanCache, CACHE_SPAN_MAX};
 use crate::stats::{GlobalCounters, Snapshot};
 use crate::sync::{Ordering, SpinLock};
 use core::ptr::{self, NonNull};
-
-/// Most segments the cache can hold, whatever `OXALLOC_SEGMENT_CACHE` says.
-pub const CACHE_MAX: usize = 64;
-
-/// Free segments kept for reuse.
-struct SegmentCache {
-    segs: [*mut Segment; CACHE_MAX],
-    /// Whether each cached segment reads as zero (its purge zeroed it).
-    zeroed: [bool; CACHE_MAX],
-    len: usize,
-}
 
 /// Intrusive lists under one lock: abandoned segments and the registry of all segments.
 struct Lists<S: Os + 'static> {
@@ -39,7 +30,7 @@ pub struct Global<S: Os + 'static> {
     /// Binds a real heap to the calling thread and returns it (set by the front end, which owns
     /// thread-local storage). Called from the sentinel heap's slow path.
     pub bind_thread: unsafe fn() -> *mut Heap<S>,
-    cache: SpinLock<SegmentCache>,
+    cache: SpinLock<SpanCache>,
     lists: SpinLock<Lists<S>>,
 }
 
@@ -59,11 +50,7 @@ impl<S: Os + 'static> Global<S> {
             os,
             counters: GlobalCounters::new(),
             bind_thread,
-            cache: SpinLock::new(SegmentCache {
-                segs: [ptr::null_mut(); CACHE_MAX],
-                zeroed: [false; CACHE_MAX],
-                len: 0,
-            }),
+            cache: SpinLock::new(SpanCache::new()),
             lists: SpinLock::new(Lists {
                 abandoned: ptr::null_mut(),
                 all_segments: ptr::null_mut(),
@@ -126,39 +113,82 @@ impl<S: Os + 'static> Global<S> {
         GlobalCounters::gauge_sub(&self.counters.mapped_bytes, size as u64);
     }
 
+    /// Takes the smallest cached span of at least `min` bytes, after letting the cache decay.
+    /// A larger span is taken whole: its slack lets the block grow in place, its dirty pages
+    /// (at most the cache's dirty limit) are reused rather than faulted in anew, and a purged
+    /// span costs address space only.
+    pub(crate) fn cache_take(&self, min: usize) -> Option<Span> {
+        let mut cache = self.cache.lock();
+        self.decay(&mut cache);
+        cache.take(min, usize::MAX)
+    }
+
+    /// Gives a span back: cached for reuse (dirty, purged later), or unmapped if it is too large
+    /// or the cache is disabled.
+    ///
+    /// # Safety
+    /// The span is a mapping of `size` bytes from this allocator's source that nothing uses.
+    pub(crate) unsafe fn cache_put(&self, ptr: *mut u8, size: usize) {
+        let limit = options::get(Opt::SpanCache);
+        if size > CACHE_SPAN_MAX || limit == 0 {
+            // SAFETY: per the contract.
+            return unsafe { self.unmap_segment_memory(ptr, size) };
+        }
+        let span = Span {
+            ptr: ptr as usize,
+            size,
+            freed_at: self.os.now_ms(),
+            purged: false,
+            zeroed: false,
+        };
+        let mut cache = self.cache.lock();
+        let mut evicted = cache.insert(span, limit);
+        while let Some(old) = evicted {
+            // SAFETY: cached spans are unused mappings of the source.
+            unsafe { self.unmap_segment_memory(old.ptr as *mut u8, old.size) };
+            evicted = cache.evict_over(limit);
+        }
+        self.decay(&mut cache);
+    }
+
+    /// Purges the cached spans that have waited out the purge delay.
+    fn decay(&self, cache: &mut SpanCache) {
+        let now = self.os.now_ms();
+        let delay = options::get(Opt::PurgeDelay) as u64;
+        while let Some(span) = cache.next_to_purge(now, delay) {
+            // SAFETY: cached spans are unused mappings; purging keeps them mapped.
+            span.zeroed = unsafe {
+                self.os
+                    .purge(NonNull::new_unchecked(span.ptr as *mut u8), span.size)
+            };
+            self.counters
+                .purged_bytes
+                .fetch_add(span.size as u64, Ordering::Relaxed);
+        }
+    }
+
     /// A new segment of `kind` (small or medium), from the cache or the source. Null when out of
     /// memory.
     pub fn alloc_segment(&self, kind: SegmentKind) -> *mut Segment {
         debug_assert!(kind != SegmentKind::Huge);
-        let (cached, cached_zeroed) = {
-            let mut cache = self.cache.lock();
-            if cache.len > 0 {
-                cache.len -= 1;
-                (cache.segs[cache.len], cache.zeroed[cache.len])
-            } else {
-                (ptr::null_mut(), false)
-            }
-        };
-        let (at, zeroed) = if !cached.is_null() {
-            (cached.cast::<u8>(), cached_zeroed)
-        } else {
-            match self.map_segment_memory(SEGMENT_SIZE) {
-                Some(m) => (m.ptr.as_ptr(), m.zeroed),
+        let (at, size, zeroed) = match self.cache_take(SEGMENT_SIZE) {
+            Some(span) => (span.ptr as *mut u8, span.size, span.zeroed),
+            None => match self.map_segment_memory(SEGMENT_SIZE) {
+                Some(m) => (m.ptr.as_ptr(), SEGMENT_SIZE, m.zeroed),
                 None => return ptr::null_mut(),
-            }
+            },
         };
-        // SAFETY: `at` is a segment-aligned range of SEGMENT_SIZE bytes that we own.
-        let seg = unsafe { Segment::init(at, kind, SEGMENT_SIZE, zeroed) };
+        // SAFETY: `at` is a segment-aligned range of at least SEGMENT_SIZE bytes that we own.
+        let seg = unsafe { Segment::init(at, kind, size, zeroed) };
         if !self.register_segment(seg) {
             // SAFETY: the mapping is ours and unused.
-            unsafe { self.unmap_segment_memory(at, SEGMENT_SIZE) };
+            unsafe { self.unmap_segment_memory(at, size) };
             return ptr::null_mut();
         }
         seg
     }
 
-    /// Takes back a small or medium segment with no page in use: purged into the cache, or
-    /// unmapped when the cache is full.
+    /// Takes back a small or medium segment with no page in use, into the span cache.
     ///
     /// # Safety
     /// The caller owns `seg`, a registered segment with no page in use.
@@ -167,46 +197,20 @@ impl<S: Os + 'static> Global<S> {
         unsafe {
             debug_assert_eq!((*seg).used_pages, 0);
             debug_assert!((*seg).kind != SegmentKind::Huge);
+            let size = (*seg).size;
+            self.unregister_segment(seg);
+            self.cache_put(seg.cast(), size);
         }
-        self.unregister_segment(seg);
-        let limit = crate::options::get(crate::options::Opt::SegmentCache).min(CACHE_MAX);
-        {
-            let mut cache = self.cache.lock();
-            if cache.len < limit {
-                // SAFETY: the segment is ours; purging keeps the range mapped.
-                let zeroed = unsafe {
-                    self.os
-                        .purge(NonNull::new_unchecked(seg.cast()), SEGMENT_SIZE)
-                };
-                self.counters
-                    .purged_bytes
-                    .fetch_add(SEGMENT_SIZE as u64, Ordering::Relaxed);
-                let n = cache.len;
-                cache.segs[n] = seg;
-                cache.zeroed[n] = zeroed;
-                cache.len += 1;
-                return;
-            }
-        }
-        // SAFETY: the segment is unregistered and unused.
-        unsafe { self.unmap_segment_memory(seg.cast(), SEGMENT_SIZE) };
     }
 
-    /// Unmaps every cached segment (`malloc_trim`). Returns the bytes released.
+    /// Unmaps every cached span (`malloc_trim`). Returns the bytes released.
     pub fn trim(&self) -> usize {
         let mut released = 0;
-        loop {
-            let seg = {
-                let mut cache = self.cache.lock();
-                if cache.len == 0 {
-                    break;
-                }
-                cache.len -= 1;
-                cache.segs[cache.len]
-            };
-            // SAFETY: cached segments are unregistered and unused.
-            unsafe { self.unmap_segment_memory(seg.cast(), SEGMENT_SIZE) };
-            released += SEGMENT_SIZE;
+        let mut cache = self.cache.lock();
+        while let Some(span) = cache.pop() {
+            // SAFETY: cached spans are unregistered and unused.
+            unsafe { self.unmap_segment_memory(span.ptr as *mut u8, span.size) };
+            released += span.size;
         }
         released
     }

@@ -1,6 +1,6 @@
-//! Huge blocks: requests above `MEDIUM_MAX` get a segment of their own, mapped for them and
-//! unmapped when they are freed, from any thread. The segment header still sits at the start,
-//! so `free` finds it by masking like any other block.
+//! Huge blocks: requests above `MEDIUM_MAX` get a segment of their own, mapped for them (or
+//! taken from the span cache) and cached again when they are freed, from any thread. The
+//! segment header still sits at the start, so `free` finds it by masking like any other block.
 //!
 //! Invariant: a huge segment's `thread_id` is [`HUGE_LIVE`] while its block is allocated; the
 //! free that swaps it to 0 is the only one that unmaps (a second free is a detected double free).
@@ -8,7 +8,7 @@
 use crate::global::Global;
 use crate::os::{Os, OS_PAGE};
 use crate::page::Page;
-use crate::segment::{Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN};
+use crate::segment::{Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN, SEGMENT_SIZE};
 use crate::size_class::align_up;
 use crate::stats::GlobalCounters;
 use crate::sync::Ordering;
@@ -37,19 +37,25 @@ impl<S: Os + 'static> Global<S> {
         if total > isize::MAX as usize {
             return ptr::null_mut();
         }
-        let Some(m) = self.map_segment_memory(total) else {
-            return ptr::null_mut();
+        // A cached span up to half as large again is taken whole; its slack lets realloc grow
+        // in place.
+        let (at, total, zeroed) = match self.cache_take(total) {
+            Some(span) => (span.ptr as *mut u8, span.size, span.zeroed),
+            None => match self.map_segment_memory(total) {
+                Some(m) => (m.ptr.as_ptr(), total, m.zeroed),
+                None => return ptr::null_mut(),
+            },
         };
-        let at = m.ptr.as_ptr();
-        // SAFETY: `at` is a fresh, segment-aligned mapping of `total` bytes.
-        let seg = unsafe { Segment::init(at, SegmentKind::Huge, total, m.zeroed) };
+        // SAFETY: `at` is a segment-aligned mapping of `total` bytes that we own.
+        let seg = unsafe { Segment::init(at, SegmentKind::Huge, total, zeroed) };
         // SAFETY: the segment is ours; its one page describes the block.
         unsafe {
             let page = &mut (*seg).pages[0];
             let start = at.add(offset);
-            page.init(0, total - offset, start, at as usize + total, 0, m.zeroed);
+            page.init(0, total - offset, start, at as usize + total, 0, zeroed);
             page.capacity = 1;
             page.used = 1;
+            page.requested = size;
             (*seg).used_pages = 1;
             (*seg).thread_id.store(HUGE_LIVE, Ordering::Release);
         }
@@ -67,7 +73,7 @@ impl<S: Os + 'static> Global<S> {
         );
         // SAFETY: as above.
         let block = unsafe { at.add(offset) };
-        if zero && !m.zeroed {
+        if zero && !zeroed {
             // SAFETY: the block is `total - offset >= size` writable bytes.
             unsafe { ptr::write_bytes(block, 0, size) };
         }
@@ -100,11 +106,99 @@ impl<S: Os + 'static> Global<S> {
             let c = &self.counters;
             c.huge_frees.fetch_add(1, Ordering::Relaxed);
             GlobalCounters::gauge_sub(&c.huge_live_bytes, usable as u64);
-            self.unmap_segment_memory(seg.cast(), size);
+            self.cache_put(seg.cast(), size);
+        }
+    }
+
+    /// Grows a huge block by moving its pages to a new, larger mapping (no copy, no page
+    /// faults). Returns the block's new address, or null if the source cannot move mappings.
+    ///
+    /// # Safety
+    /// `seg` is the registered huge segment of a live block, and no other thread uses it.
+    pub unsafe fn huge_move(&self, seg: *mut Segment, new_size: usize) -> *mut u8 {
+        // SAFETY: per the contract the segment header is valid and the block is ours.
+        unsafe {
+            let offset = (*seg).pages[0].start as usize - seg as usize;
+            let Some(total) = new_size
+                .checked_add(offset + OS_PAGE - 1)
+                .map(|t| t & !(OS_PAGE - 1))
+            else {
+                return ptr::null_mut();
+            };
+            let old = (*seg).size;
+            // The header moves with the pages: take the segment out of the map and registry
+            // while its address changes.
+            self.unregister_segment(seg);
+            let Some(moved) =
+                self.os
+                    .remap_move(NonNull::new_unchecked(seg.cast()), old, total, SEGMENT_SIZE)
+            else {
+                self.register_segment(seg);
+                return ptr::null_mut();
+            };
+            let nseg = moved.as_ptr().cast::<Segment>();
+            (*nseg).size = total;
+            let page = &mut (*nseg).pages[0];
+            page.start = moved.as_ptr().add(offset);
+            page.block_size = total - offset;
+            self.register_segment(nseg);
+            let c = &self.counters;
+            GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, (total - old) as u64);
+            GlobalCounters::gauge_add(&c.huge_live_bytes, &c.peak_live_bytes, (total - old) as u64);
+            page.start
+        }
+    }
+
+    /// Resizes a huge block for realloc without copying: in place when it fits (giving the
+    /// pages of a much smaller tail back to the OS but keeping the address space, so a buffer
+    /// that grows again does so in place), else by growing the mapping where it is or moving its
+    /// pages. Returns the block's address, or null when the caller must allocate and copy.
+    ///
+    /// # Safety
+    /// `seg` is the registered huge segment of the live block, `usable` its usable size, and no
+    /// other thread uses the block.
+    pub unsafe fn huge_realloc(
+        &self,
+        seg: *mut Segment,
+        usable: usize,
+        new_size: usize,
+    ) -> *mut u8 {
+        // SAFETY: per the contract.
+        unsafe {
+            let page = &mut (*seg).pages[0];
+            let p = page.start;
+            if new_size <= usable {
+                // `requested` tells a real shrink from a block that was given slack.
+                if new_size < page.requested / 2 {
+                    let keep = align_up(p as usize + new_size, OS_PAGE);
+                    let end = seg as usize + (*seg).size;
+                    if end - keep >= 1 << 20 {
+                        self.os
+                            .purge(NonNull::new_unchecked(keep as *mut u8), end - keep);
+                        self.counters
+                            .purged_bytes
+                            .fetch_add((end - keep) as u64, Ordering::Relaxed);
+                    }
+                }
+                page.requested = new_size;
+                return p;
+            }
+            // Growing: half as much again as slack, so growth by small steps is O(log n) remaps.
+            let target = new_size.max(usable.saturating_add(usable / 2));
+            if self.huge_resize_in_place(seg, target) || self.huge_resize_in_place(seg, new_size) {
+                (*seg).pages[0].requested = new_size;
+                return p;
+            }
+            let moved = self.huge_move(seg, target);
+            if !moved.is_null() {
+                (*Segment::of(moved)).pages[0].requested = new_size;
+            }
+            moved
         }
     }
 
     /// Resizes a huge block in place if the source can grow or shrink its mapping where it is.
+
     ///
     /// # Safety
     /// `seg` is the registered huge segment of a live block.

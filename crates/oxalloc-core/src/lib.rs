@@ -17,7 +17,8 @@
 //! os                                   the memory-source trait (the only door to the kernel)
 //! page, page_queue                     blocks inside a page; queues of pages
 //! segment                              pages inside a segment; the segment map
-//! global, huge                         segments from the source; cache; abandoned segments
+//! span_cache                           freed spans kept for reuse, purged on a delay
+//! global, huge                         segments from the source; abandoned segments
 //! heap, alloc, free                    the per-thread allocator and its fast paths
 //! ```
 //!
@@ -56,6 +57,7 @@ pub mod page;
 pub mod page_queue;
 pub mod segment;
 pub mod size_class;
+pub mod span_cache;
 pub mod stats;
 pub mod sync;
 

@@ -50,8 +50,10 @@ options! {
         "print a statistics summary to stderr when the process exits";
     Verbose = "VERBOSE", 0, &[],
         "print diagnostics (options in force, memory-source fallbacks) to stderr";
-    SegmentCache = "SEGMENT_CACHE", 8, &[],
-        "free 4 MiB segments kept (purged) for reuse before returning them to the OS";
+    SpanCache = "SPAN_CACHE", 16, &[],
+        "freed segments and huge blocks (up to 64 MiB each, 256 MiB in all) kept mapped for reuse before they are unmapped; 0 unmaps at once";
+    PurgeDelay = "PURGE_DELAY", 50, &[],
+        "milliseconds a cached span stays resident before its pages are given back to the OS with `MADV_DONTNEED`";
     ReportFile = "REPORT_FILE", 0, PATH,
         "append one JSON line of statistics per process at exit to this file (`oxalloc run` sets it); the value here is 1 when set";
 }

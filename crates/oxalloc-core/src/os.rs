@@ -52,6 +52,25 @@ pub unsafe trait Os: Sync {
         false
     }
 
+    /// Moves a mapping to a new `align`-aligned address of `new_size` bytes without copying its
+    /// pages (`mremap` with `MREMAP_FIXED`). Returns the new address, or `None` if the source
+    /// cannot; the old range is gone on success and untouched on failure.
+    ///
+    /// # Safety
+    /// `ptr..ptr+old_size` was mapped by this source and nothing else refers into it.
+    unsafe fn remap_move(
+        &self,
+        _ptr: NonNull<u8>,
+        _old_size: usize,
+        _new_size: usize,
+        _align: usize,
+    ) -> Option<NonNull<u8>> {
+        None
+    }
+
+    /// A monotonic clock in milliseconds, cheap to read (for the purge delay).
+    fn now_ms(&self) -> u64;
+
     /// A random word for hardening keys; need not be cryptographic, must not allocate.
     fn random(&self) -> usize;
 

@@ -76,6 +76,8 @@ pub struct Page {
     pub reserved: u32,
     /// `used` when the heap last accounted this page's live bytes (see `stats`).
     pub used_accounted: u32,
+    /// Huge pages only: the size last asked for, which tells realloc's growth from shrinking.
+    pub requested: usize,
     /// Size of each block.
     pub block_size: usize,
     /// First block.
@@ -106,6 +108,7 @@ impl Page {
         capacity: 0,
         reserved: 0,
         used_accounted: 0,
+        requested: 0,
         block_size: 0,
         start: ptr::null_mut(),
         thread_free: AtomicUsize::new(delayed::NEVER),

@@ -89,6 +89,13 @@ unsafe impl Os for FixedRegion {
     fn random(&self) -> usize {
         0x9E37_79B9_7F4A_7C15
     }
+    fn now_ms(&self) -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+    }
     fn write_err(&self, msg: &[u8]) {
         std::eprintln!("{}", std::string::String::from_utf8_lossy(msg));
     }
@@ -269,7 +276,7 @@ fn aligned_blocks_are_aligned_and_freeable() {
 }
 
 #[test]
-fn huge_blocks_map_and_unmap() {
+fn huge_blocks_map_cache_and_unmap() {
     let g = global(16);
     let h = heap(g);
     let p = unsafe { h.malloc(10 << 20) };
@@ -277,12 +284,24 @@ fn huge_blocks_map_and_unmap() {
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS + 3);
     fill(p, 10 << 20, 3);
     let q = unsafe { h.realloc(p, 6 << 20) };
-    assert_eq!(q, p, "shrinking by less than half stays in place");
+    assert_eq!(q, p, "shrinking stays in place");
+    check(q, 6 << 20, 3);
+    let r = unsafe { h.realloc(q, 9 << 20) };
+    assert_eq!(r, q, "growing back within the mapping stays in place");
     let z = unsafe { h.malloc_zeroed(300_000) };
     check(z, 300_000, 0);
     unsafe { g.free(z, h.thread_id) };
-    unsafe { g.free(q, NO_THREAD) };
+    unsafe { g.free(r, NO_THREAD) };
+    // Freed huge blocks wait in the span cache, and are reused from it.
+    let cached = g.os.in_use.load(Ordering::Relaxed);
+    assert!(cached > POOL_UNITS);
+    let again = unsafe { h.malloc(9 << 20) };
+    assert_eq!(again, r, "the cached span is reused");
+    assert_eq!(g.os.in_use.load(Ordering::Relaxed), cached);
+    unsafe { g.free(again, NO_THREAD) };
+    g.trim();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
+
     assert!(unsafe { h.malloc(usize::MAX) }.is_null());
     assert!(unsafe { h.malloc(usize::MAX / 2) }.is_null());
     unsafe { g.destroy_heap(h) };

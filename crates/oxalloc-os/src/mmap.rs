@@ -105,6 +105,37 @@ impl Mmap {
         unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) == 0 }
     }
 
+    /// Moves a mapping's pages to a fresh `align`-aligned range of `new` bytes without copying.
+    ///
+    /// # Safety
+    /// The range was mapped by this source and nothing else refers into it.
+    pub unsafe fn remap_move(
+        &self,
+        ptr: NonNull<u8>,
+        old: usize,
+        new: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // Reserve the destination first, so the kernel places nothing else there.
+        let dest = self.map(new, align)?.ptr;
+        // SAFETY: both ranges are ours; MREMAP_FIXED replaces the reservation atomically.
+        let p = unsafe {
+            libc::mremap(
+                ptr.as_ptr().cast(),
+                old,
+                new,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                dest.as_ptr(),
+            )
+        };
+        if p == libc::MAP_FAILED {
+            // SAFETY: the reservation is ours and unused.
+            unsafe { libc::munmap(dest.as_ptr().cast(), new) };
+            return None;
+        }
+        Some(dest)
+    }
+
     /// Grows or shrinks a mapping without moving it.
     ///
     /// # Safety

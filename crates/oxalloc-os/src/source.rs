@@ -65,6 +65,7 @@ unsafe impl Os for OsSource {
     }
 
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        let _keep = sys::ErrnoGuard::new();
         // SAFETY: per the trait contract, the range came from `map`, i.e. from one of the two.
         unsafe {
             if self.brk.owns(ptr.as_ptr()) {
@@ -76,14 +77,35 @@ unsafe impl Os for OsSource {
     }
 
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) -> bool {
+        let _keep = sys::ErrnoGuard::new();
         // SAFETY: per the trait contract. MADV_DONTNEED on private anonymous memory (mmap'd or
         // from the break) makes the range read as zero.
         unsafe { Mmap::purge(ptr, size) }
     }
 
     unsafe fn remap_in_place(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        let _keep = sys::ErrnoGuard::new();
         // SAFETY: per the trait contract.
         !self.brk.owns(ptr.as_ptr()) && unsafe { self.mmap.remap_in_place(ptr, old_size, new_size) }
+    }
+
+    unsafe fn remap_move(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        if self.brk.owns(ptr.as_ptr()) {
+            return None;
+        }
+        let _keep = sys::ErrnoGuard::new();
+        // SAFETY: per the trait contract.
+        unsafe { self.mmap.remap_move(ptr, old_size, new_size, align) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        sys::now_ms()
     }
 
     fn random(&self) -> usize {

@@ -24,6 +24,28 @@ pub fn write_fd(fd: i32, mut msg: &[u8]) {
     }
 }
 
+/// Restores `errno` when dropped: system calls on `free`'s paths must not change it.
+pub struct ErrnoGuard(i32);
+
+impl ErrnoGuard {
+    /// Saves the current `errno`.
+    pub fn new() -> Self {
+        ErrnoGuard(errno())
+    }
+}
+
+impl Default for ErrnoGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        set_errno(self.0);
+    }
+}
+
 /// The calling thread's `errno`.
 pub fn errno() -> i32 {
     // SAFETY: `__errno_location` returns the calling thread's errno slot.
@@ -43,6 +65,17 @@ pub fn fatal(what: &str, ptr: usize) -> ! {
     write_stderr(buf.as_bytes());
     // SAFETY: abort never returns and does not allocate.
     unsafe { libc::abort() }
+}
+
+/// Milliseconds of a coarse monotonic clock (read from the vDSO, no system call).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// A random word from the kernel, or a mix of the clock and an address when that fails.

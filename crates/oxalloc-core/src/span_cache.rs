@@ -1,0 +1,234 @@
+//! The span cache: freed segments and huge blocks kept mapped for reuse, and given back to the
+//! OS on a decay schedule.
+//!
+//! A span enters the cache *dirty* (its pages still resident) and is reused as is if a request
+//! of a fitting size comes soon; once it has been in the cache for `OXALLOC_PURGE_DELAY`
+//! milliseconds it is purged (`MADV_DONTNEED`: the pages leave the resident set, the range stays
+//! mapped and reads as zero). The cache holds at most `OXALLOC_SPAN_CACHE` spans and
+//! [`CACHE_BYTES_MAX`] bytes; past that the oldest span is unmapped. Decay is applied whenever
+//! the cache is used, i.e. on the allocator's slow paths; a process that stops allocating keeps
+//! at most those bounds.
+//!
+//! Invariants: `len <= CACHE_MAX`; `bytes == sum(spans[..len].size)`; spans are sorted by
+//! `freed_at` (oldest first), since they are appended as they are freed.
+
+/// Most spans the cache can hold, whatever the option says.
+pub const CACHE_MAX: usize = 64;
+/// Most bytes the cache holds.
+pub const CACHE_BYTES_MAX: usize = 256 << 20;
+/// Spans larger than this are unmapped at once rather than cached.
+pub const CACHE_SPAN_MAX: usize = 64 << 20;
+/// Most bytes of dirty (resident) spans: past this the oldest are purged without waiting.
+pub const CACHE_DIRTY_MAX: usize = 32 << 20;
+
+/// A cached span.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    /// Start (segment-aligned).
+    pub ptr: usize,
+    /// Bytes mapped.
+    pub size: usize,
+    /// When it was freed, in the source's milliseconds.
+    pub freed_at: u64,
+    /// Purged: its pages are not resident.
+    pub purged: bool,
+    /// Reads as zero (purged with a zeroing purge, or never touched).
+    pub zeroed: bool,
+}
+
+const NONE: Span = Span {
+    ptr: 0,
+    size: 0,
+    freed_at: 0,
+    purged: false,
+    zeroed: false,
+};
+
+/// The cache itself; the caller serialises access.
+pub struct SpanCache {
+    spans: [Span; CACHE_MAX],
+    len: usize,
+    bytes: usize,
+    dirty: usize,
+}
+
+impl SpanCache {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        SpanCache {
+            spans: [NONE; CACHE_MAX],
+            len: 0,
+            bytes: 0,
+            dirty: 0,
+        }
+    }
+
+    /// Spans held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn remove(&mut self, i: usize) -> Span {
+        let s = self.spans[i];
+        self.spans.copy_within(i + 1..self.len, i);
+        self.len -= 1;
+        self.bytes -= s.size;
+        if !s.purged {
+            self.dirty -= s.size;
+        }
+        s
+    }
+
+    /// Takes the best-fitting span with `min <= size <= max` (the smallest; among equals the
+    /// most recently freed, whose pages are most likely still resident and in cache).
+    pub fn take(&mut self, min: usize, max: usize) -> Option<Span> {
+        let mut best: Option<usize> = None;
+        for i in (0..self.len).rev() {
+            let s = &self.spans[i];
+            if s.size >= min && s.size <= max && best.is_none_or(|b| s.size < self.spans[b].size) {
+                best = Some(i);
+            }
+        }
+        best.map(|i| self.remove(i))
+    }
+
+    /// Adds a freed span (the caller checked it is at most [`CACHE_SPAN_MAX`]); returns the
+    /// oldest span if the cache is now over `max_len` spans or [`CACHE_BYTES_MAX`] bytes: the
+    /// caller unmaps it and calls [`SpanCache::evict_over`] until it returns `None`.
+    pub fn insert(&mut self, span: Span, max_len: usize) -> Option<Span> {
+        if self.len == CACHE_MAX {
+            let old = self.remove(0);
+            self.push(span);
+            return Some(old);
+        }
+        self.push(span);
+        self.evict_over(max_len)
+    }
+
+    fn push(&mut self, span: Span) {
+        self.spans[self.len] = span;
+        self.len += 1;
+        self.bytes += span.size;
+        if !span.purged {
+            self.dirty += span.size;
+        }
+    }
+
+    /// The oldest span, if the cache holds more than `max_len` spans or too many bytes.
+    pub fn evict_over(&mut self, max_len: usize) -> Option<Span> {
+        if self.len > 0 && (self.len > max_len.min(CACHE_MAX) || self.bytes > CACHE_BYTES_MAX) {
+            Some(self.remove(0))
+        } else {
+            None
+        }
+    }
+
+    /// The oldest span still dirty after `delay` milliseconds (or at once while more than
+    /// [`CACHE_DIRTY_MAX`] bytes are dirty), marked purged; the caller purges its pages and
+    /// records whether they now read as zero.
+    pub fn next_to_purge(&mut self, now: u64, delay: u64) -> Option<&mut Span> {
+        let over = self.dirty > CACHE_DIRTY_MAX;
+        let s = self.spans[..self.len].iter_mut().find(|s| !s.purged)?;
+        if !over && now.saturating_sub(s.freed_at) < delay {
+            return None;
+        }
+        s.purged = true;
+        self.dirty -= s.size;
+        Some(s)
+    }
+
+    /// Bytes of dirty spans.
+    pub fn dirty_bytes(&self) -> usize {
+        self.dirty
+    }
+
+    /// Removes any span (for trimming everything).
+    pub fn pop(&mut self) -> Option<Span> {
+        if self.len == 0 {
+            None
+        } else {
+            Some(self.remove(self.len - 1))
+        }
+    }
+}
+
+impl Default for SpanCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(ptr: usize, size: usize, at: u64) -> Span {
+        Span {
+            ptr,
+            size,
+            freed_at: at,
+            purged: false,
+            zeroed: false,
+        }
+    }
+
+    #[test]
+    fn best_fit_within_bounds() {
+        let mut c = SpanCache::new();
+        assert!(c.insert(span(1 << 22, 8 << 20, 0), 8).is_none());
+        assert!(c.insert(span(2 << 22, 4 << 20, 1), 8).is_none());
+        assert!(c.insert(span(3 << 22, 6 << 20, 2), 8).is_none());
+        assert_eq!(c.bytes(), 18 << 20);
+        assert_eq!(c.take(5 << 20, 9 << 20).unwrap().size, 6 << 20);
+        assert!(c.take(9 << 20, 12 << 20).is_none());
+        assert_eq!(c.take(1, usize::MAX).unwrap().size, 4 << 20);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.bytes(), 8 << 20);
+    }
+
+    #[test]
+    fn evicts_the_oldest_and_decays_in_order() {
+        let mut c = SpanCache::new();
+        for i in 0..3 {
+            assert!(c
+                .insert(span((i + 1) << 22, 4 << 20, i as u64 * 10), 3)
+                .is_none());
+        }
+        let old = c.insert(span(9 << 22, 4 << 20, 30), 3).unwrap();
+        assert_eq!(old.ptr, 1 << 22);
+        assert!(c.evict_over(3).is_none());
+        // At time 25 with a delay of 10, the spans freed at 10 and... only those <= 15 decay.
+        assert_eq!(c.next_to_purge(25, 10).map(|s| s.ptr), Some(2 << 22));
+        assert!(
+            c.next_to_purge(25, 10).is_none(),
+            "the span freed at 20 is too young"
+        );
+        assert_eq!(c.next_to_purge(100, 10).map(|s| s.ptr), Some(3 << 22));
+        assert_eq!(c.next_to_purge(100, 10).map(|s| s.ptr), Some(9 << 22));
+        assert!(c.next_to_purge(100, 10).is_none());
+        while c.pop().is_some() {}
+        assert!(c.is_empty() && c.bytes() == 0 && c.dirty_bytes() == 0);
+    }
+
+    #[test]
+    fn too_many_dirty_bytes_purge_at_once() {
+        let mut c = SpanCache::new();
+        for i in 0..3 {
+            assert!(c.insert(span((i + 1) << 26, 16 << 20, 0), 8).is_none());
+        }
+        assert_eq!(c.dirty_bytes(), 48 << 20);
+        assert_eq!(c.next_to_purge(0, 1000).map(|s| s.ptr), Some(1 << 26));
+        assert_eq!(c.dirty_bytes(), 32 << 20);
+        assert!(c.next_to_purge(0, 1000).is_none(), "back under the limit");
+    }
+}
