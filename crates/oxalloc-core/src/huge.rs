@@ -198,7 +198,6 @@ impl<S: Os + 'static> Global<S> {
     }
 
     /// Resizes a huge block in place if the source can grow or shrink its mapping where it is.
-
     ///
     /// # Safety
     /// `seg` is the registered huge segment of a live block.
