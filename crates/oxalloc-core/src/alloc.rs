@@ -13,6 +13,7 @@ use crate::os::{Os, OS_PAGE};
 use crate::page::FLAG_HAS_ALIGNED;
 use crate::segment::{Segment, SegmentKind, SEGMENT_MAP};
 use crate::size_class::{align_up, bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
+use crate::sync::Ordering;
 use core::ptr;
 
 impl<S: Os + 'static> Heap<S> {
@@ -52,11 +53,33 @@ impl<S: Os + 'static> Heap<S> {
         ptr::null_mut()
     }
 
-    /// Everything the fast path does not handle: binding the thread, medium and huge sizes,
-    /// delayed frees, refilling pages and taking fresh ones.
+    /// The slow path's common case, kept small so it needs few registers: the current page of
+    /// the size class has blocks freed since it ran dry (or room to carve more). Everything else
+    /// goes on to [`Heap::malloc_generic`].
     #[cold]
     #[inline(never)]
     pub unsafe fn malloc_slow(&mut self, size: usize) -> *mut u8 {
+        // A sentinel heap has empty queues and no delayed frees, so it falls through too.
+        if size <= MEDIUM_MAX && self.delayed.load(Ordering::Relaxed) == 0 {
+            let page = self.queues[bin_of(size)].first;
+            if !page.is_null() {
+                // SAFETY: pages in our queues are ours.
+                unsafe {
+                    self.refill(page);
+                    if !(*page).free.is_null() {
+                        return (*page).pop_free();
+                    }
+                }
+            }
+        }
+        // SAFETY: same caller contract.
+        unsafe { self.malloc_generic(size) }
+    }
+
+    /// Everything else: binding the thread, huge sizes, delayed frees, moving on from full pages
+    /// and taking fresh ones.
+    #[inline(never)]
+    unsafe fn malloc_generic(&mut self, size: usize) -> *mut u8 {
         if self.is_sentinel() {
             // SAFETY: the front end's binder returns a heap bound to this thread.
             unsafe {
@@ -73,13 +96,7 @@ impl<S: Os + 'static> Heap<S> {
         // SAFETY: we are the owner of this bound heap.
         unsafe {
             self.drain_delayed();
-            let bin = bin_of(size);
-            let first = self.queues[bin].first;
-            let page = if !first.is_null() && !(*first).free.is_null() {
-                first
-            } else {
-                self.find_page(bin)
-            };
+            let page = self.find_page(bin_of(size));
             if page.is_null() {
                 return ptr::null_mut();
             }

@@ -10,7 +10,7 @@ use crate::segment::{Segment, SegmentKind, SEGMENT_MAP, SEGMENT_SIZE};
 use crate::size_class::align_up;
 use crate::span_cache::{Span, SpanCache, CACHE_SPAN_MAX};
 use crate::stats::{GlobalCounters, Snapshot};
-use crate::sync::{Ordering, SpinLock};
+use crate::sync::{AtomicUsize, Ordering, SpinLock};
 use core::ptr::{self, NonNull};
 
 /// Intrusive lists under one lock: abandoned segments and the registry of all segments.
@@ -30,6 +30,8 @@ pub struct Global<S: Os + 'static> {
     /// Binds a real heap to the calling thread and returns it (set by the front end, which owns
     /// thread-local storage). Called from the sentinel heap's slow path.
     pub bind_thread: unsafe fn() -> *mut Heap<S>,
+    /// The process secret that heap keys derive from (0 until the first heap).
+    secret: AtomicUsize,
     cache: SpinLock<SpanCache>,
     lists: SpinLock<Lists<S>>,
 }
@@ -50,6 +52,7 @@ impl<S: Os + 'static> Global<S> {
             os,
             counters: GlobalCounters::new(),
             bind_thread,
+            secret: AtomicUsize::new(0),
             cache: SpinLock::new(SpanCache::new()),
             lists: SpinLock::new(Lists {
                 abandoned: ptr::null_mut(),
@@ -239,6 +242,21 @@ impl<S: Os + 'static> Global<S> {
         Some(seg)
     }
 
+    /// A random key for a new heap: the process secret (one `getrandom` per process) mixed with
+    /// the heap's address, its thread and a counter through splitmix64.
+    fn heap_key(&self, heap: usize, thread_id: usize) -> usize {
+        let mut secret = self.secret.load(Ordering::Relaxed);
+        if secret == 0 {
+            secret = self.os.random() | 1;
+            self.secret.store(secret, Ordering::Relaxed);
+        }
+        let n = self.counters.threads.load(Ordering::Relaxed) as usize;
+        let mut x = secret ^ heap.rotate_left(21) ^ thread_id.rotate_left(42) ^ n;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+        (x ^ (x >> 31)) | 1
+    }
+
     /// A new heap bound to `thread_id`, or null when out of memory.
     pub fn create_heap(&'static self, thread_id: usize) -> *mut Heap<S> {
         debug_assert!(thread_id != 0);
@@ -269,7 +287,7 @@ impl<S: Os + 'static> Global<S> {
             lists.free_heaps = (*heap).next_heap;
             heap.write(Heap::sentinel(self));
             (*heap).thread_id = thread_id;
-            (*heap).key = self.os.random() | 1;
+            (*heap).key = self.heap_key(heap as usize, thread_id);
             (*heap).next_heap = lists.live_heaps;
             if !lists.live_heaps.is_null() {
                 (*lists.live_heaps).prev_heap = heap;

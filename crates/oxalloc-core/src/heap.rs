@@ -27,6 +27,10 @@ use core::ptr;
 /// Index of the queue of full pages.
 pub const FULL: usize = BIN_COUNT;
 
+/// A heap adds its live-byte changes to the global estimate (and samples the peak) once they
+/// reach this many bytes either way: the peak of live bytes is exact to within this per thread.
+pub const LIVE_SAMPLE_BYTES: u64 = 256 * 1024;
+
 /// A page that never has a free block: what the sentinel heap and empty queues point at.
 pub struct EmptyPage(pub Page);
 // SAFETY: the empty page is never written: its `free` is null, so every path that would modify a
@@ -126,6 +130,7 @@ impl<S: Os + 'static> Heap<S> {
     ///
     /// # Safety
     /// `page` is owned by this heap.
+    #[inline(always)]
     pub(crate) unsafe fn refill(&mut self, page: *mut Page) {
         // SAFETY: the caller guarantees ownership, so we have exclusive access to the page.
         let page = unsafe { &mut *page };
@@ -144,7 +149,9 @@ impl<S: Os + 'static> Heap<S> {
         c.add_allocations(page.bin as usize, added as u64);
         c.live_delta += (page.used as i64 - page.used_accounted as i64) * page.block_size as i64;
         page.used_accounted = page.used;
-        c.flush_live(&self.global.counters);
+        if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
+            c.flush_live(&self.global.counters);
+        }
     }
 
     /// Finds a page of `bin` with a free block, taking a fresh one if none has room.
@@ -160,14 +167,17 @@ impl<S: Os + 'static> Heap<S> {
             unsafe {
                 let next = (*page).next;
                 self.refill(page);
-                if (*page).free.is_null() {
+                let announced = (*page).free.is_null();
+                if announced {
                     // Announce that remote frees must tell us, then look once more: a remote
                     // free that landed before the announcement would otherwise go unseen.
                     (*page).set_delayed(delayed::USE_DELAYED);
                     self.refill(page);
                 }
                 if !(*page).free.is_null() {
-                    (*page).set_delayed(delayed::NORMAL);
+                    if announced {
+                        (*page).set_delayed(delayed::NORMAL);
+                    }
                     if page != self.queues[bin].first {
                         self.queues[bin].remove(page);
                         self.queues[bin].push_front(page);
@@ -367,10 +377,17 @@ impl<S: Os + 'static> Heap<S> {
     }
 
     /// Frees the blocks other threads handed us through the delayed list.
+    #[inline]
     pub(crate) unsafe fn drain_delayed(&mut self) {
-        if self.delayed.load(Ordering::Relaxed) == 0 {
-            return;
+        if self.delayed.load(Ordering::Relaxed) != 0 {
+            // SAFETY: same contract.
+            unsafe { self.drain_delayed_list() }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn drain_delayed_list(&mut self) {
         let mut block = self.delayed.swap(0, Ordering::Acquire) as *mut Block;
         while !block.is_null() {
             // SAFETY: blocks on the delayed list are used blocks of our pages, pushed with plain

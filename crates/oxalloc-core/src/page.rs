@@ -219,6 +219,7 @@ impl Page {
     ///
     /// # Safety
     /// The caller owns the page, `free` is empty and `capacity < reserved`.
+    #[inline(never)]
     pub unsafe fn extend(&mut self) -> u32 {
         debug_assert!(self.free.is_null());
         debug_assert!(self.capacity < self.reserved);

@@ -5,8 +5,9 @@
 //! Allocation counts cost nothing on the fast path: when a page's free list is refilled, every
 //! block put on it is counted as an allocation in advance, and blocks still on a free list when a
 //! page is released (or when a snapshot is taken) are taken back off. Live bytes are exact in a
-//! snapshot (the sum of `used` over all pages); the peak of live bytes is sampled each time a
-//! page is refilled, so it is exact to within one page per size class per thread.
+//! snapshot (the sum of `used` over all pages); the peak of live bytes is sampled when pages are
+//! refilled, each time a thread's change since the last sample reaches `LIVE_SAMPLE_BYTES`
+//! (256 KiB), so it is exact to within one page per size class plus 256 KiB per thread.
 
 use crate::size_class::{bin_size, BIN_COUNT};
 use crate::sync::{AtomicU64, Ordering};
@@ -151,6 +152,7 @@ impl HeapCounters {
     }
 
     /// Adds the live-byte change to the global estimate and samples the peak.
+    #[cold]
     pub fn flush_live(&mut self, global: &GlobalCounters) {
         if self.live_delta != 0 {
             GlobalCounters::gauge_add(
