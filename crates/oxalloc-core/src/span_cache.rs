@@ -19,7 +19,7 @@ pub const CACHE_BYTES_MAX: usize = 256 << 20;
 /// Spans larger than this are unmapped at once rather than cached.
 pub const CACHE_SPAN_MAX: usize = 64 << 20;
 /// Most bytes of dirty (resident) spans: past this the oldest are purged without waiting.
-pub const CACHE_DIRTY_MAX: usize = 32 << 20;
+pub const CACHE_DIRTY_MAX: usize = 64 << 20;
 
 /// A cached span.
 #[derive(Clone, Copy, Debug)]
@@ -223,12 +223,12 @@ mod tests {
     #[test]
     fn too_many_dirty_bytes_purge_at_once() {
         let mut c = SpanCache::new();
-        for i in 0..3 {
+        for i in 0..5 {
             assert!(c.insert(span((i + 1) << 26, 16 << 20, 0), 8).is_none());
         }
-        assert_eq!(c.dirty_bytes(), 48 << 20);
+        assert_eq!(c.dirty_bytes(), 80 << 20);
         assert_eq!(c.next_to_purge(0, 1000).map(|s| s.ptr), Some(1 << 26));
-        assert_eq!(c.dirty_bytes(), 32 << 20);
+        assert_eq!(c.dirty_bytes(), 64 << 20);
         assert!(c.next_to_purge(0, 1000).is_none(), "back under the limit");
     }
 }
