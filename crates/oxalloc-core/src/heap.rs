@@ -162,8 +162,10 @@ impl<S: Os + 'static> Heap<S> {
     pub(crate) unsafe fn find_page(&mut self, bin: usize) -> *mut Page {
         debug_assert!(!self.is_sentinel());
         let mut page = self.queues[bin].first;
+        let mut moved_to_full = false;
         while !page.is_null() {
             // SAFETY: pages in our queues are ours.
+
             unsafe {
                 let next = (*page).next;
                 self.refill(page);
@@ -182,9 +184,14 @@ impl<S: Os + 'static> Heap<S> {
                         self.queues[bin].remove(page);
                         self.queues[bin].push_front(page);
                         self.update_direct(bin);
+                    } else if moved_to_full {
+                        // The pages before it went to the full queue: the direct table still
+                        // points at the first of them, and every malloc would take the slow path.
+                        self.update_direct(bin);
                     }
                     return page;
                 }
+                moved_to_full = true;
                 self.queues[bin].remove(page);
                 (*page).flags |= FLAG_IN_FULL;
                 self.queues[FULL].push_back(page);
@@ -440,6 +447,65 @@ impl<S: Os + 'static> Heap<S> {
                 .counters
                 .reclaimed
                 .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Checks the heap's invariants (expensive: walks every queue), panicking with the first one
+    /// broken. For tests and debugging.
+    pub fn validate(&self) {
+        for bin in 1..BIN_COUNT {
+            let first = self.queues[bin].first;
+            if bin_size(bin) <= DIRECT_MAX {
+                let expect = if first.is_null() { empty_page() } else { first };
+                let low = if bin == 1 {
+                    0
+                } else {
+                    bin_size(bin - 1) / ALIGN + 1
+                };
+                for (i, &d) in self
+                    .direct
+                    .iter()
+                    .enumerate()
+                    .take(bin_size(bin) / ALIGN + 1)
+                    .skip(low)
+                {
+                    assert!(
+                        d == expect,
+                        "direct[{i}] is {d:p}, but the first page of bin {bin} is {expect:p}"
+                    );
+                }
+            }
+            let mut page = first;
+            let mut prev = ptr::null_mut();
+            while !page.is_null() {
+                // SAFETY: queue members are valid pages of this heap.
+                let p = unsafe { &*page };
+                assert_eq!(p.bin as usize, bin, "page {page:p} in the wrong queue");
+                assert_eq!(
+                    p.flags & FLAG_IN_FULL,
+                    0,
+                    "page {page:p} marked full in a bin queue"
+                );
+                assert!(
+                    p.prev == prev && p.in_use && p.capacity <= p.reserved && p.used <= p.capacity
+                );
+                prev = page;
+                page = p.next;
+            }
+            assert!(
+                self.queues[bin].last == prev,
+                "bin {bin}: last is not the tail"
+            );
+        }
+        let mut page = self.queues[FULL].first;
+        while !page.is_null() {
+            // SAFETY: as above.
+            let p = unsafe { &*page };
+            assert!(
+                p.flags & FLAG_IN_FULL != 0,
+                "page {page:p} in the full queue is not marked full"
+            );
+            page = p.next;
         }
     }
 

@@ -403,3 +403,32 @@ fn many_threads_cross_free_without_losing_blocks() {
     assert_eq!(s.live_bytes, 0);
     assert_eq!(s.allocations, (THREADS * ROUNDS * 2000) as u64);
 }
+
+#[test]
+fn random_replacement_keeps_the_heap_consistent() {
+    // Many pages per size class and frees spread over all of them: pages go to the full queue
+    // and come back, and the direct table must follow the queue heads (when it did not, every
+    // malloc of the class took the slow path).
+    let g = global(32);
+    let h = heap(g);
+    let mut slots = std::vec![core::ptr::null_mut::<u8>(); 4000];
+    let mut seed = 7u64;
+    for step in 0..400_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let k = (seed % slots.len() as u64) as usize;
+        unsafe { g.free(slots[k], h.thread_id) };
+        let size = 16 + ((seed >> 20) % 1009) as usize;
+        slots[k] = unsafe { h.malloc(size) };
+        fill(slots[k], size.min(16), 1);
+        if step % 10_000 == 0 {
+            h.validate();
+        }
+    }
+    h.validate();
+    for p in slots {
+        unsafe { g.free(p, h.thread_id) };
+    }
+    unsafe { g.destroy_heap(h) };
+}
