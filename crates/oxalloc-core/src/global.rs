@@ -121,13 +121,13 @@ impl<S: Os + 'static> Global<S> {
     /// (at most the cache's dirty limit) are reused rather than faulted in anew, and a purged
     /// span costs address space only.
     pub(crate) fn cache_take(&self, min: usize) -> Option<Span> {
-        let mut cache = self.cache.lock();
-        self.decay(&mut cache);
-        cache.take(min, usize::MAX)
+        let span = self.cache.lock().take(min, usize::MAX);
+        self.decay();
+        span
     }
 
     /// Gives a span back: cached for reuse (dirty, purged later), or unmapped if it is too large
-    /// or the cache is disabled.
+    /// or the cache is disabled. No system call is made while the cache is locked.
     ///
     /// # Safety
     /// The span is a mapping of `size` bytes from this allocator's source that nothing uses.
@@ -144,29 +144,43 @@ impl<S: Os + 'static> Global<S> {
             purged: false,
             zeroed: false,
         };
-        let mut cache = self.cache.lock();
-        let mut evicted = cache.insert(span, limit);
-        while let Some(old) = evicted {
-            // SAFETY: cached spans are unused mappings of the source.
-            unsafe { self.unmap_segment_memory(old.ptr as *mut u8, old.size) };
-            evicted = cache.evict_over(limit);
-        }
-        self.decay(&mut cache);
+        // SAFETY: the span is ours and unused.
+        unsafe { self.cache_insert(span) };
+        self.decay();
     }
 
-    /// Purges the cached spans that have waited out the purge delay.
-    fn decay(&self, cache: &mut SpanCache) {
+    /// Inserts a span, unmapping (outside the lock) whatever the cache's limits push out.
+    unsafe fn cache_insert(&self, span: Span) {
+        let limit = options::get(Opt::SpanCache);
+        let mut evicted = self.cache.lock().insert(span, limit);
+        while let Some(old) = evicted {
+            // SAFETY: evicted spans are unused mappings of the source, out of the cache.
+            unsafe { self.unmap_segment_memory(old.ptr as *mut u8, old.size) };
+            evicted = self.cache.lock().evict_over(limit);
+        }
+    }
+
+    /// Purges the cached spans that have waited out the purge delay (or while too many bytes are
+    /// dirty). Each is taken out of the cache for its `madvise`, so no thread can reuse it
+    /// meanwhile and the lock is not held across the system call.
+    fn decay(&self) {
         let now = self.os.now_ms();
         let delay = options::get(Opt::PurgeDelay) as u64;
-        while let Some(span) = cache.next_to_purge(now, delay) {
-            // SAFETY: cached spans are unused mappings; purging keeps them mapped.
+        loop {
+            let Some(mut span) = self.cache.lock().take_due(now, delay) else {
+                break;
+            };
+            // SAFETY: the span is out of the cache and unused; purging keeps it mapped.
             span.zeroed = unsafe {
                 self.os
                     .purge(NonNull::new_unchecked(span.ptr as *mut u8), span.size)
             };
+            span.purged = true;
             self.counters
                 .purged_bytes
                 .fetch_add(span.size as u64, Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { self.cache_insert(span) };
         }
     }
 

@@ -17,6 +17,14 @@ use core::ptr::{self, NonNull};
 /// `thread_id` of a huge segment whose block is live (no thread owns huge blocks).
 pub const HUGE_LIVE: usize = 1;
 
+/// Rounds a huge mapping up to an eighth of its power of two (at most 12.5% more address
+/// space; pages past the block are never touched, so they cost no memory). Spans of a few
+/// sizes are what lets a freed huge block be reused by the next request of a similar size.
+pub fn huge_span_size(total: usize) -> usize {
+    let step = (total.next_power_of_two() / 8).max(OS_PAGE);
+    align_up(total, step)
+}
+
 impl<S: Os + 'static> Global<S> {
     /// Allocates a huge block of `size` bytes aligned to `align` (at most `MAX_ALIGN`); zeroed if
     /// `zero`, without touching fresh memory. Null when out of memory.
@@ -37,8 +45,9 @@ impl<S: Os + 'static> Global<S> {
         if total > isize::MAX as usize {
             return ptr::null_mut();
         }
-        // A cached span up to half as large again is taken whole; its slack lets realloc grow
-        // in place.
+        let total = huge_span_size(total);
+        // The smallest cached span that fits is taken whole; its slack lets realloc grow in
+        // place.
         let (at, total, zeroed) = match self.cache_take(total) {
             Some(span) => (span.ptr as *mut u8, span.size, span.zeroed),
             None => match self.map_segment_memory(total) {

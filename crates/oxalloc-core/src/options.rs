@@ -50,7 +50,7 @@ options! {
         "print a statistics summary to stderr when the process exits";
     Verbose = "VERBOSE", 0, &[],
         "print diagnostics (options in force, memory-source fallbacks) to stderr";
-    SpanCache = "SPAN_CACHE", 64, &[],
+    SpanCache = "SPAN_CACHE", 256, &[],
         "freed segments and huge blocks (up to 64 MiB each, 256 MiB in all) kept mapped for reuse before they are unmapped; 0 unmaps at once";
     PurgeDelay = "PURGE_DELAY", 50, &[],
         "milliseconds a cached span stays resident before its pages are given back to the OS with `MADV_DONTNEED`";

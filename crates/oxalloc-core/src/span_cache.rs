@@ -13,13 +13,13 @@
 //! `freed_at` (oldest first), since they are appended as they are freed.
 
 /// Most spans the cache can hold, whatever the option says.
-pub const CACHE_MAX: usize = 64;
+pub const CACHE_MAX: usize = 256;
 /// Most bytes the cache holds.
 pub const CACHE_BYTES_MAX: usize = 256 << 20;
 /// Spans larger than this are unmapped at once rather than cached.
 pub const CACHE_SPAN_MAX: usize = 64 << 20;
 /// Most bytes of dirty (resident) spans: past this the oldest are purged without waiting.
-pub const CACHE_DIRTY_MAX: usize = 64 << 20;
+pub const CACHE_DIRTY_MAX: usize = 128 << 20;
 
 /// A cached span.
 #[derive(Clone, Copy, Debug)]
@@ -116,7 +116,13 @@ impl SpanCache {
     }
 
     fn push(&mut self, span: Span) {
-        self.spans[self.len] = span;
+        // Keep the spans ordered by `freed_at` (a purged span comes back in its old place).
+        let at = self.spans[..self.len]
+            .iter()
+            .rposition(|s| s.freed_at <= span.freed_at)
+            .map_or(0, |i| i + 1);
+        self.spans.copy_within(at..self.len, at + 1);
+        self.spans[at] = span;
         self.len += 1;
         self.bytes += span.size;
         if !span.purged {
@@ -133,18 +139,17 @@ impl SpanCache {
         }
     }
 
-    /// The oldest span still dirty after `delay` milliseconds (or at once while more than
-    /// [`CACHE_DIRTY_MAX`] bytes are dirty), marked purged; the caller purges its pages and
-    /// records whether they now read as zero.
-    pub fn next_to_purge(&mut self, now: u64, delay: u64) -> Option<&mut Span> {
+    /// Takes out the oldest span still dirty after `delay` milliseconds (or at once while more
+    /// than [`CACHE_DIRTY_MAX`] bytes are dirty). The caller purges its pages outside the lock
+    /// (nobody can take the span meanwhile) and puts it back with [`SpanCache::insert`], marked
+    /// purged.
+    pub fn take_due(&mut self, now: u64, delay: u64) -> Option<Span> {
         let over = self.dirty > CACHE_DIRTY_MAX;
-        let s = self.spans[..self.len].iter_mut().find(|s| !s.purged)?;
-        if !over && now.saturating_sub(s.freed_at) < delay {
+        let i = self.spans[..self.len].iter().position(|s| !s.purged)?;
+        if !over && now.saturating_sub(self.spans[i].freed_at) < delay {
             return None;
         }
-        s.purged = true;
-        self.dirty -= s.size;
-        Some(s)
+        Some(self.remove(i))
     }
 
     /// Bytes of dirty spans.
@@ -171,6 +176,12 @@ impl Default for SpanCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl SpanCache {
+        fn pop_oldest_for_test(&mut self) -> Span {
+            self.remove(0)
+        }
+    }
 
     fn span(ptr: usize, size: usize, at: u64) -> Span {
         Span {
@@ -227,8 +238,8 @@ mod tests {
             assert!(c.insert(span((i + 1) << 26, 16 << 20, 0), 8).is_none());
         }
         assert_eq!(c.dirty_bytes(), 80 << 20);
-        assert_eq!(c.next_to_purge(0, 1000).map(|s| s.ptr), Some(1 << 26));
+        assert_eq!(c.take_due(0, 1000).map(|s| s.ptr), Some(1 << 26));
         assert_eq!(c.dirty_bytes(), 64 << 20);
-        assert!(c.next_to_purge(0, 1000).is_none(), "back under the limit");
+        assert!(c.take_due(0, 1000).is_none(), "back under the limit");
     }
 }

@@ -7,6 +7,29 @@ pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Orde
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 
+/// Spins before a waiting thread gives its time slice away.
+const SPINS_BEFORE_YIELD: u32 = 100;
+
+/// How the OS layer yields the CPU (`sched_yield`), registered at start-up; a plain spin until
+/// then. Stored as an address so that setting it needs no lock.
+static YIELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers the function that yields the CPU to another thread (it must not allocate).
+pub fn set_yield(f: fn()) {
+    YIELD.store(f as usize, Ordering::Relaxed);
+}
+
+fn yield_now() {
+    let f = YIELD.load(Ordering::Relaxed);
+    if f == 0 {
+        core::hint::spin_loop();
+    } else {
+        // SAFETY: only `set_yield` stores a non-zero value, and it stores a `fn()`.
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+        f();
+    }
+}
+
 /// A test-and-test-and-set spin lock holding a `T`.
 ///
 /// Invariant: `locked` is true exactly while one [`SpinGuard`] exists (or, in a child process
@@ -34,12 +57,19 @@ impl<T> SpinLock<T> {
     /// Takes the lock, spinning (and yielding the CPU hint) while another thread holds it.
     #[inline]
     pub fn lock(&self) -> SpinGuard<'_, T> {
+        let mut spins = 0u32;
         loop {
             if !self.locked.swap(true, Ordering::Acquire) {
                 return SpinGuard { lock: self };
             }
             while self.locked.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
+                spins += 1;
+                if spins < SPINS_BEFORE_YIELD {
+                    core::hint::spin_loop();
+                } else {
+                    // The holder may have been preempted (more threads than cores): let it run.
+                    yield_now();
+                }
             }
         }
     }

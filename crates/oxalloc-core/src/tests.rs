@@ -432,3 +432,18 @@ fn random_replacement_keeps_the_heap_consistent() {
     }
     unsafe { g.destroy_heap(h) };
 }
+
+#[test]
+fn huge_spans_come_in_a_few_sizes() {
+    use crate::huge::huge_span_size;
+    assert_eq!(huge_span_size(300 * 1024), 320 * 1024);
+    assert_eq!(huge_span_size(290 * 1024), 320 * 1024);
+    assert_eq!(huge_span_size(256 * 1024), 256 * 1024);
+    for t in (4096..64 << 20).step_by(4096 * 37) {
+        let s = huge_span_size(t);
+        assert!(
+            s >= t && s - t <= t / 8 + 4096 && s % 4096 == 0,
+            "{t} -> {s}"
+        );
+    }
+}

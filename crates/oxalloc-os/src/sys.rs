@@ -67,6 +67,13 @@ pub fn fatal(what: &str, ptr: usize) -> ! {
     unsafe { libc::abort() }
 }
 
+/// Gives the CPU to another thread (`sched_yield`); used by spin locks whose holder may have
+/// been preempted.
+pub fn yield_now() {
+    // SAFETY: sched_yield has no preconditions and does not allocate.
+    unsafe { libc::sched_yield() };
+}
+
 /// Milliseconds of a coarse monotonic clock (read from the vDSO, no system call).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {

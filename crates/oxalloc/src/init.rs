@@ -36,6 +36,7 @@ pub fn process_init() {
         .is_ok()
     {
         read_options();
+        oxalloc_core::sync::set_yield(sys::yield_now);
         crate::thread::create_exit_key();
         STATE.store(READY, Ordering::Release);
     } else {
