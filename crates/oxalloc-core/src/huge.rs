@@ -21,7 +21,9 @@ pub const HUGE_LIVE: usize = 1;
 /// space; pages past the block are never touched, so they cost no memory). Spans of a few
 /// sizes are what lets a freed huge block be reused by the next request of a similar size.
 pub fn huge_span_size(total: usize) -> usize {
-    let step = (total.next_power_of_two() / 8).max(OS_PAGE);
+    let floor_pow2 = 1usize << (usize::BITS - 1 - total.max(1).leading_zeros());
+    let step = (floor_pow2 / 8).max(OS_PAGE);
+
     align_up(total, step)
 }
 

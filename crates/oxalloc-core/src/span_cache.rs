@@ -218,15 +218,23 @@ mod tests {
         let old = c.insert(span(9 << 22, 4 << 20, 30), 3).unwrap();
         assert_eq!(old.ptr, 1 << 22);
         assert!(c.evict_over(3).is_none());
-        // At time 25 with a delay of 10, the spans freed at 10 and... only those <= 15 decay.
-        assert_eq!(c.next_to_purge(25, 10).map(|s| s.ptr), Some(2 << 22));
+        // At time 25 with a delay of 10, only the span freed at 10 is due.
+        let mut due = c.take_due(25, 10).unwrap();
+        assert_eq!(due.ptr, 2 << 22);
         assert!(
-            c.next_to_purge(25, 10).is_none(),
+            c.take_due(25, 10).is_none(),
             "the span freed at 20 is too young"
         );
-        assert_eq!(c.next_to_purge(100, 10).map(|s| s.ptr), Some(3 << 22));
-        assert_eq!(c.next_to_purge(100, 10).map(|s| s.ptr), Some(9 << 22));
-        assert!(c.next_to_purge(100, 10).is_none());
+        due.purged = true;
+        assert!(c.insert(due, 3).is_none());
+        assert_eq!(
+            c.pop_oldest_for_test().ptr,
+            2 << 22,
+            "a purged span goes back in its place"
+        );
+        assert_eq!(c.take_due(100, 10).map(|s| s.ptr), Some(3 << 22));
+        assert_eq!(c.take_due(100, 10).map(|s| s.ptr), Some(9 << 22));
+        assert!(c.take_due(100, 10).is_none());
         while c.pop().is_some() {}
         assert!(c.is_empty() && c.bytes() == 0 && c.dirty_bytes() == 0);
     }
@@ -234,12 +242,12 @@ mod tests {
     #[test]
     fn too_many_dirty_bytes_purge_at_once() {
         let mut c = SpanCache::new();
-        for i in 0..5 {
-            assert!(c.insert(span((i + 1) << 26, 16 << 20, 0), 8).is_none());
+        for i in 0..9 {
+            assert!(c.insert(span((i + 1) << 26, 16 << 20, 0), 16).is_none());
         }
-        assert_eq!(c.dirty_bytes(), 80 << 20);
+        assert_eq!(c.dirty_bytes(), 144 << 20);
         assert_eq!(c.take_due(0, 1000).map(|s| s.ptr), Some(1 << 26));
-        assert_eq!(c.dirty_bytes(), 64 << 20);
+        assert_eq!(c.dirty_bytes(), CACHE_DIRTY_MAX);
         assert!(c.take_due(0, 1000).is_none(), "back under the limit");
     }
 }

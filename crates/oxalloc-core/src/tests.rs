@@ -436,7 +436,7 @@ fn random_replacement_keeps_the_heap_consistent() {
 #[test]
 fn huge_spans_come_in_a_few_sizes() {
     use crate::huge::huge_span_size;
-    assert_eq!(huge_span_size(300 * 1024), 320 * 1024);
+    assert_eq!(huge_span_size(300 * 1024), 320 * 1024); // steps of 32 KiB between 256 and 512 KiB
     assert_eq!(huge_span_size(290 * 1024), 320 * 1024);
     assert_eq!(huge_span_size(256 * 1024), 256 * 1024);
     for t in (4096..64 << 20).step_by(4096 * 37) {
