@@ -134,13 +134,17 @@ def build():
 
 def find_allocators(install):
     present, missing = [], []
+    updated = False
     for name, (lib, package) in ALLOCATORS.items():
         if lib is None or lib.exists():
             present.append(name)
             continue
         if install and package and os.geteuid() == 0:
-            subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            if not updated:
+                subprocess.run(["apt-get", "update", "-qq"], check=False, env=apt_env)
+                updated = True
+            subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False, env=apt_env)
             if lib.exists():
                 present.append(name)
                 continue
@@ -314,7 +318,7 @@ def main():
     ap.add_argument("--install", action="store_true", help="apt-get install missing competitors")
     ap.add_argument("--callgrind", action="store_true", help="also count instructions per malloc/free pair")
     ap.add_argument("--no-build", action="store_true", help="use what is already built")
-    ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md and bench/results alone (results go to bench/results/work)")
     args = ap.parse_args()
 
     if not args.no_build:
@@ -359,8 +363,10 @@ def main():
     command = "python3 bench/run.py" + "".join(f" {a}" for a in sys.argv[1:] if a not in ("--no-build",))
     meta = {"runs": args.runs, "machine": machine, "date": time.strftime("%Y-%m-%d"), "command": command}
     table = markdown(rows, geo, allocators, meta)
-    out_dir = BENCH / "results"
-    out_dir.mkdir(exist_ok=True)
+    # Partial runs do not replace the committed results.
+    partial = bool(args.only) or args.no_write
+    out_dir = WORK if partial else BENCH / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.md").write_text(table)
     (out_dir / "latest.json").write_text(json.dumps({"meta": meta, "allocators": allocators, "rows": rows, "geomean": geo,
                                                      "raw": results}, indent=1))
@@ -371,7 +377,7 @@ def main():
     print(table)
     if pairs:
         print("instructions per malloc/free pair:", {k: round(v, 1) for k, v in pairs.items()})
-    if not args.no_write and not args.only:
+    if not partial:
         update_benchmarks_md(table, pairs, "chart.svg")
         print("BENCHMARKS.md updated")
     return 0
