@@ -48,8 +48,9 @@ pub mod delayed {
 /// (and out of the resident set) until they are needed.
 const EXTEND_BYTES: usize = 16 * 1024;
 
-/// A page's metadata, stored in its segment's header.
-#[repr(C)]
+/// A page's metadata, stored in its segment's header. Cache-line aligned, so the fields the
+/// fast paths touch (`free`, `used`, `flags`, `key`, `local_free`) share one line.
+#[repr(C, align(64))]
 pub struct Page {
     /// Blocks ready for `malloc` (encoded links).
     pub free: *mut Block,
