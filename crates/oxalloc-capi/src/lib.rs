@@ -392,15 +392,10 @@ export!(imp_free_aligned_sized(p: *mut c_void, align: usize, size: usize) -> ();
 export!(imp_malloc_trim(pad: usize) -> c_int; [ox_malloc_trim] [malloc_trim]);
 export!(imp_mallinfo() -> Mallinfo; [ox_mallinfo] [mallinfo]);
 export!(imp_mallinfo2() -> Mallinfo2; [ox_mallinfo2] [mallinfo2]);
-export!(imp_malloc_stats() -> (); [ox_malloc_stats] []);
+export!(imp_malloc_stats() -> (); [ox_malloc_stats] [malloc_stats]);
 export!(imp_malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int; [ox_malloc_info] [malloc_info]);
 export!(imp_mallopt(param: c_int, value: c_int) -> c_int; [ox_mallopt] [mallopt]);
 
-#[cfg(feature = "override")]
-#[no_mangle]
-pub unsafe extern "C" fn malloc_stats() {
-    // SAFETY: always safe.
-    unsafe { imp_malloc_stats() }
 }
 
 /// Writes the statistics as one JSON line into `buf` (NUL-terminated, truncated to `len`);

@@ -74,9 +74,6 @@ pub unsafe trait Os: Sync {
     /// A random word for hardening keys; need not be cryptographic, must not allocate.
     fn random(&self) -> usize;
 
-    /// Writes a diagnostic line to the error output, without allocating.
-    fn write_err(&self, msg: &[u8]);
-
     /// Reports a fatal heap error naming `ptr` in one line, then ends the process.
     fn fatal(&self, what: &str, ptr: usize) -> !;
 }

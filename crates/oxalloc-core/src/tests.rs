@@ -1,4 +1,8 @@
 //! Core tests on a fixed memory region: the allocator's policy exercised without the OS layer.
+//!
+//! SAFETY (for the `unsafe` calls below): each test drives one heap from one thread (or hands
+//! blocks to other threads through channels, as the API allows), and passes the allocator only
+//! pointers it returned, except where a test checks that a bad pointer is refused.
 
 use crate::free::NO_THREAD;
 use crate::heap::Heap;
@@ -95,9 +99,6 @@ unsafe impl Os for FixedRegion {
             .get_or_init(std::time::Instant::now)
             .elapsed()
             .as_millis() as u64
-    }
-    fn write_err(&self, msg: &[u8]) {
-        std::eprintln!("{}", std::string::String::from_utf8_lossy(msg));
     }
     fn fatal(&self, what: &str, ptr: usize) -> ! {
         panic!("{what}: {ptr:#x}");

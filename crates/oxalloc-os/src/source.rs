@@ -112,10 +112,6 @@ unsafe impl Os for OsSource {
         sys::random_word()
     }
 
-    fn write_err(&self, msg: &[u8]) {
-        sys::write_stderr(msg)
-    }
-
     fn fatal(&self, what: &str, ptr: usize) -> ! {
         sys::fatal(what, ptr)
     }
