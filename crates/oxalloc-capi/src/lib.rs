@@ -396,8 +396,6 @@ export!(imp_malloc_stats() -> (); [ox_malloc_stats] [malloc_stats]);
 export!(imp_malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int; [ox_malloc_info] [malloc_info]);
 export!(imp_mallopt(param: c_int, value: c_int) -> c_int; [ox_mallopt] [mallopt]);
 
-}
-
 /// Writes the statistics as one JSON line into `buf` (NUL-terminated, truncated to `len`);
 /// returns the length of the full line.
 #[no_mangle]
