@@ -11,15 +11,54 @@ pub fn lib_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// Path of liboxalloc.so.
+/// Path of liboxalloc.so, checked to be newer than every Rust source of the workspace
+/// (`cargo test` does not build the cdylib, so a stale library would be tested silently).
 pub fn lib() -> PathBuf {
     let p = lib_dir().join("liboxalloc.so");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (cargo build)",
-        p.display()
-    );
+    let hint = "build it first: cargo build --workspace (add --release for release tests)";
+    let built = std::fs::metadata(&p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {hint}", p.display()));
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if let Some(newer) = newest_source(crates).filter(|(t, _)| *t > built) {
+        panic!(
+            "{} is older than {}: {hint}",
+            p.display(),
+            newer.1.display()
+        );
+    }
     p
+}
+
+/// The most recently modified `.rs` file under `dir` (tests and build output excluded).
+fn newest_source(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let candidate = if path.is_dir() {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "tests" || n == "target")
+            {
+                continue;
+            }
+            newest_source(&path)
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| (t, path))
+        } else {
+            None
+        };
+        if let Some(c) = candidate {
+            if newest.as_ref().is_none_or(|n| c.0 > n.0) {
+                newest = Some(c);
+            }
+        }
+    }
+    newest
 }
 
 /// Where compiled test programs go.
@@ -56,6 +95,7 @@ pub fn compile(source: &str, link: bool) -> PathBuf {
         .arg("-o")
         .arg(&out);
     if link {
+        lib(); // fails early, and clearly, if the library is missing or stale
         cmd.arg(format!("-L{}", lib_dir().display()))
             .arg("-loxalloc")
             .arg(format!("-Wl,-rpath,{}", lib_dir().display()));
