@@ -29,7 +29,7 @@
 //!                   v
 //!              malloc_slow: bind thread? drain delayed frees; page queue of bin_of(n):
 //!                   collect local/remote frees, extend the page, or take a fresh page
-//!                   from an owned segment -> an abandoned segment -> the segment cache
+//!                   from an owned segment -> an abandoned segment -> the span cache
 //!                   -> Os::map (mmap / brk)
 //! free(p)   -> segment = p & !(4 MiB - 1); in SEGMENT_MAP?  page = segment.pages[(p-seg) >> shift]
 //!              owner thread & page flags clear -> push on page.local_free   (fast)

@@ -1,5 +1,5 @@
 //! Synchronisation primitives that never allocate: the only lock in the allocator is this spin
-//! lock, and it guards slow, rare work (segment cache, abandoned segments, heap registry).
+//! lock, and it guards slow, rare work (span cache, abandoned segments, heap registry).
 //! Atomics are imported from here so the whole core uses one set.
 
 pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
