@@ -91,8 +91,10 @@ impl<S: Os + 'static> Heap<S> {
             }
         }
         if size > MEDIUM_MAX {
-            return self.global.huge_alloc(size, ALIGN, false);
+            // SAFETY: same caller contract.
+            return unsafe { self.huge(size, ALIGN, false) };
         }
+
         // SAFETY: we are the owner of this bound heap.
         unsafe {
             self.drain_delayed();
@@ -104,21 +106,25 @@ impl<S: Os + 'static> Heap<S> {
         }
     }
 
+    /// A huge block. Huge blocks have no owning heap, but a thread's first allocation binds it
+    /// anyway: binding is what runs process start-up (options, such as the memory source)
+    /// before anything is mapped.
+    unsafe fn huge(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        // SAFETY: the front end's binder returns a heap bound to this thread, or null.
+        if self.is_sentinel() && unsafe { (self.global.bind_thread)() }.is_null() {
+            return ptr::null_mut();
+        }
+        self.global.huge_alloc(size, align, zero)
+    }
+
     /// Allocates `size` zeroed bytes.
     ///
     /// # Safety
     /// As for [`Heap::malloc`].
     pub unsafe fn malloc_zeroed(&mut self, size: usize) -> *mut u8 {
         if size > MEDIUM_MAX {
-            if self.is_sentinel() {
-                // Bind first so the thread is known even though huge blocks have no owner.
-                // SAFETY: as in `malloc_slow`.
-                let heap = unsafe { (self.global.bind_thread)() };
-                if heap.is_null() {
-                    return ptr::null_mut();
-                }
-            }
-            return self.global.huge_alloc(size, ALIGN, true);
+            // SAFETY: same caller contract.
+            return unsafe { self.huge(size, ALIGN, true) };
         }
         // SAFETY: same caller contract.
         let p = unsafe { self.malloc(size) };
@@ -165,12 +171,7 @@ impl<S: Os + 'static> Heap<S> {
             }
             let padded = match size.checked_add(align - ALIGN) {
                 Some(p) if p <= MEDIUM_MAX => p,
-                _ => {
-                    if self.is_sentinel() && (self.global.bind_thread)().is_null() {
-                        return ptr::null_mut();
-                    }
-                    return self.global.huge_alloc(size, align, zero);
-                }
+                _ => return self.huge(size, align, zero),
             };
             let p = self.malloc(padded);
             if p.is_null() {
