@@ -340,17 +340,23 @@ impl Page {
         false
     }
 
-    /// Number of blocks on `free` (walks the list; slow paths and statistics only).
+    /// Number of blocks on `free` (walks the list; slow paths and statistics only). Exact for
+    /// the owner; for another thread (statistics) the list may change under the walk, so every
+    /// link is checked to stay inside the page before it is followed, and the count is then
+    /// approximate.
     ///
     /// # Safety
-    /// The caller owns the page, or the page is quiescent.
+    /// The page's segment stays mapped during the call: the caller owns the page, or holds the
+    /// registry lock that segments are unregistered under.
     pub unsafe fn free_len(&self) -> u32 {
         let mut n = 0;
-        let mut b = self.free;
-        while !b.is_null() && n <= self.reserved {
+        // SAFETY: reading our own field; volatile because another thread may be writing it.
+        let mut b = unsafe { ptr::read_volatile(&self.free) };
+        while !b.is_null() && n <= self.reserved && self.contains(b as usize) {
             n += 1;
-            // SAFETY: free-list members are free blocks of this page.
-            b = self.decode(unsafe { (*b).next });
+            // SAFETY: `b` lies inside this page's block area, which is mapped (per the
+            // contract); if it is no longer free, what it holds is only miscounted.
+            b = self.decode(unsafe { ptr::read_volatile(b as *const usize) });
         }
         n
     }

@@ -448,3 +448,41 @@ fn huge_spans_come_in_a_few_sizes() {
         );
     }
 }
+
+#[test]
+fn snapshots_while_another_thread_allocates() {
+    // A snapshot walks other threads' free lists while they change under it (statistics are
+    // approximate then); it must never follow a link out of the page it is walking.
+    let g = global(32);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let h = heap(g);
+            let mut slots = std::vec![core::ptr::null_mut::<u8>(); 3000];
+            let mut seed = 11u64;
+            for _ in 0..300_000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let k = (seed % slots.len() as u64) as usize;
+                unsafe { g.free(slots[k], h.thread_id) };
+                let size = 16 + ((seed >> 20) % 1009) as usize;
+                slots[k] = unsafe { h.malloc(size) };
+                // Overwrite the block's first word, as programs do, with something that is not a
+                // link of this page.
+                unsafe { *(slots[k] as *mut u64) = seed | 0xFFFF_0000_0000_0000 };
+            }
+            for p in slots {
+                unsafe { g.free(p, h.thread_id) };
+            }
+            stop.store(true, Ordering::Release);
+            unsafe { g.destroy_heap(h) };
+        });
+        let mut snapshots = 0;
+        while !stop.load(Ordering::Acquire) {
+            let _ = g.snapshot();
+            snapshots += 1;
+        }
+        assert!(snapshots > 0);
+    });
+}
