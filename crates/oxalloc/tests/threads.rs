@@ -1,5 +1,5 @@
 //! oxalloc as the global allocator of a multi-threaded program: cross-thread frees, thread
-//! churn, fork while other threads allocate, over-aligned layouts and statistics.
+//! churn, fork while other threads allocate, and over-aligned layouts.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::{BTreeMap, HashMap};
@@ -118,11 +118,23 @@ fn fork_while_threads_allocate() {
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             // Child: allocate and free a lot, with a thread of its own, then exit without
-            // running the test harness's destructors.
+            // running the test harness's destructors. The thread is a raw pthread: std's
+            // thread spawning takes std-internal locks that another thread of the parent may
+            // have held at the fork, so it is not fork-safe (glibc's pthread_create is).
             let mut v: Vec<Vec<u8>> = (0..10_000).map(|i| vec![1u8; i % 500]).collect();
             v.truncate(10);
-            let t = thread::spawn(|| (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().len());
-            let ok = t.join().map(|n| n == 1000).unwrap_or(false) && v.len() == 10;
+            extern "C" fn child_thread(_: *mut libc::c_void) -> *mut libc::c_void {
+                let n = (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().len();
+                n as *mut libc::c_void
+            }
+            let mut t: libc::pthread_t = 0;
+            let mut n: *mut libc::c_void = std::ptr::null_mut();
+            let ok = unsafe {
+                libc::pthread_create(&mut t, std::ptr::null(), child_thread, std::ptr::null_mut())
+                    == 0
+                    && libc::pthread_join(t, &mut n) == 0
+            } && n as usize == 1000
+                && v.len() == 10;
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
         let mut status = 0;
@@ -136,16 +148,4 @@ fn fork_while_threads_allocate() {
     for w in workers {
         w.join().unwrap();
     }
-}
-
-#[test]
-fn statistics_count_allocations() {
-    let before = oxalloc::stats();
-    let v: Vec<Box<u64>> = (0..10_000).map(Box::new).collect();
-    let mid = oxalloc::stats();
-    drop(v);
-    assert!(mid.allocations >= before.allocations + 10_000);
-    assert!(mid.live_bytes >= 10_000 * 16);
-    assert!(mid.peak_live_bytes >= mid.live_bytes);
-    assert!(mid.mapped_bytes >= mid.live_bytes);
 }
