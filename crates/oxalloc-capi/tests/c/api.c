@@ -3,6 +3,8 @@
  * check and "N passed, N failed" at the end; exits non-zero on any failure. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +44,34 @@ static int all_bytes(const void *p, int v, size_t n) {
 static int is_ours(void *p) {
     /* The oxalloc-only entry point agrees on the block's size: the pointer came from oxalloc. */
     return p && OX(ox_malloc_usable_size)(p) == malloc_usable_size(p);
+}
+
+/* malloc_stats on a thread with a cancellation request pending: glibc disables cancellation
+ * around its write (a cancellation point), so the thread must come back from malloc_stats with
+ * its cancel state restored and be cancelled only at the next cancellation point. */
+static void *stats_thread(void *arg) {
+    int *returned = arg;
+    pthread_cancel(pthread_self()); /* deferred: pending until a cancellation point */
+    malloc_stats();
+    int state = -1;
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &state);
+    *returned = 1 + (state == PTHREAD_CANCEL_ENABLE); /* 2: returned, state restored */
+    for (;;) pthread_testcancel();
+    return NULL;
+}
+
+static int malloc_stats_cancellation_check(void) {
+    int returned = 0;
+    fflush(stderr);
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2); /* the statistics are not part of this program's output */
+    pthread_t t;
+    void *res = NULL;
+    int ok = pthread_create(&t, NULL, stats_thread, &returned) == 0 && pthread_join(t, &res) == 0;
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
+    return ok && returned == 2 && res == PTHREAD_CANCELED;
 }
 
 int main(void) {
@@ -130,6 +160,17 @@ int main(void) {
     CHECK("posix_memalign_aligns", pm_ok);
     errno = 0;
     CHECK("posix_memalign_enomem", posix_memalign(&out, 64, SIZE_MAX) == ENOMEM);
+    /* A failure sets errno to the error it returns (glibc does for ENOMEM). Called through a
+     * volatile pointer: gcc assumes its builtin posix_memalign leaves errno alone. */
+    int (*volatile pm)(void **, size_t, size_t) = posix_memalign;
+    int pm_e1, pm_e2;
+    errno = 0;
+    pm_e1 = pm(&out, 64, SIZE_MAX);
+    pm_e1 = pm_e1 == ENOMEM && errno == ENOMEM;
+    errno = 0;
+    pm_e2 = pm(&out, 24, 10);
+    pm_e2 = pm_e2 == EINVAL && errno == EINVAL;
+    CHECK("posix_memalign_failure_sets_errno", pm_e1 && pm_e2 && out == (void *)0x1234);
 
     void *aa = aligned_alloc(64, 100);
     CHECK("aligned_alloc_aligns", aa && ((uintptr_t)aa & 63) == 0);
@@ -246,6 +287,7 @@ int main(void) {
     free(info);
     errno = 0;
     CHECK("malloc_info_einval", malloc_info(1, stdout) == -1 && errno == EINVAL);
+    CHECK("malloc_stats_not_cancelled", malloc_stats_cancellation_check());
     char js[4096];
     size_t jn = OX(ox_stats_json)(js, sizeof js);
     CHECK("ox_stats_json", jn > 0 && jn < sizeof js && strstr(js, "\"allocations\":"));

@@ -1,0 +1,54 @@
+//! The exported symbols: every function of [`crate::c_api`] and [`crate::glibc`] as `ox_<name>`
+//! (always, declared in `include/oxalloc.h`) and, with the `override` feature (the default),
+//! under its standard name and glibc's internal `__libc_*` aliases.
+//!
+//! `tests/header.rs` checks that the `ox_*` symbols of liboxalloc.so are exactly the functions
+//! `oxalloc.h` declares.
+
+use crate::glibc::{Mallinfo, Mallinfo2};
+use crate::{c_api, glibc};
+use core::ffi::{c_char, c_int, c_void};
+
+/// Exports `$m::$f` under each `ox_` name and, with the `override` feature, each standard name.
+macro_rules! export {
+    ($m:ident::$f:ident $args:tt -> $r:ty; [$($ox:ident),+] [$($sys:ident),*]) => {
+        $( export_fn! { $ox, $m, $f, $args, $r } )+
+        $( #[cfg(feature = "override")] export_fn! { $sys, $m, $f, $args, $r } )*
+    };
+}
+
+macro_rules! export_fn {
+    ($name:ident, $m:ident, $f:ident, ($($a:ident : $t:ty),*), $r:ty) => {
+        #[doc = concat!(
+            "The exported `", stringify!($name), "`: [`", stringify!($m), "::", stringify!($f),
+            "`](crate::", stringify!($m), "::", stringify!($f), ")."
+        )]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
+            // SAFETY: the C caller upholds the function's documented contract.
+            unsafe { $m::$f($($a),*) }
+        }
+    };
+}
+
+export!(c_api::malloc(size: usize) -> *mut c_void; [ox_malloc] [malloc, __libc_malloc]);
+export!(c_api::free(p: *mut c_void) -> (); [ox_free] [free, __libc_free, cfree]);
+export!(c_api::calloc(n: usize, size: usize) -> *mut c_void; [ox_calloc] [calloc, __libc_calloc]);
+export!(c_api::realloc(p: *mut c_void, size: usize) -> *mut c_void; [ox_realloc] [realloc, __libc_realloc]);
+export!(c_api::reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void; [ox_reallocarray] [reallocarray]);
+export!(c_api::posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int; [ox_posix_memalign] [posix_memalign]);
+export!(c_api::aligned_alloc(align: usize, size: usize) -> *mut c_void; [ox_aligned_alloc] [aligned_alloc]);
+export!(c_api::memalign(align: usize, size: usize) -> *mut c_void; [ox_memalign] [memalign, __libc_memalign]);
+export!(c_api::valloc(size: usize) -> *mut c_void; [ox_valloc] [valloc, __libc_valloc]);
+export!(c_api::pvalloc(size: usize) -> *mut c_void; [ox_pvalloc] [pvalloc, __libc_pvalloc]);
+export!(c_api::malloc_usable_size(p: *mut c_void) -> usize; [ox_malloc_usable_size] [malloc_usable_size]);
+export!(c_api::free_sized(p: *mut c_void, size: usize) -> (); [ox_free_sized] [free_sized]);
+export!(c_api::free_aligned_sized(p: *mut c_void, align: usize, size: usize) -> (); [ox_free_aligned_sized] [free_aligned_sized]);
+export!(glibc::malloc_trim(pad: usize) -> c_int; [ox_malloc_trim] [malloc_trim]);
+export!(glibc::mallinfo() -> Mallinfo; [ox_mallinfo] [mallinfo]);
+export!(glibc::mallinfo2() -> Mallinfo2; [ox_mallinfo2] [mallinfo2]);
+export!(glibc::malloc_stats() -> (); [ox_malloc_stats] [malloc_stats]);
+export!(glibc::malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int; [ox_malloc_info] [malloc_info]);
+export!(glibc::mallopt(param: c_int, value: c_int) -> c_int; [ox_mallopt] [mallopt]);
+export!(glibc::stats_json(buf: *mut c_char, len: usize) -> usize; [ox_stats_json] []);
+export!(glibc::stats_print() -> (); [ox_stats_print] []);
