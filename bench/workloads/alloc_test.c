@@ -2,6 +2,7 @@
  * set (200k blocks) in which a random block is freed and replaced on every step. Stresses the
  * single-thread fast paths and cache behaviour with a big working set.
  * Usage: alloc_test [steps-in-millions] */
+#include "common.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     }
     for (size_t k = 0; k < LIVE; k++) free(live[k]);
     free(live);
+    report_final_rss();
     printf("alloc_test: %ld steps, check %llu\n", steps, (unsigned long long)check);
     return 0;
 }

@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
     if (!active)
         for (int i = 0; i < threads; i++) handed[i] = malloc(8);
     run_threads(threads, work);
+    report_final_rss();
     printf("cache_%s: %d threads x %ld objects\n", active ? "thrash" : "scratch", threads, iters);
     return 0;
 }

@@ -1,6 +1,9 @@
 /* Shared helpers for the benchmark workloads: a seeded xorshift generator, thread spawning,
- * and the sized free used by the "sized" variants (C23 free_sized where the allocator has it,
- * else sdallocx, else plain free). */
+ * the sized free used by the "sized" variants (C23 free_sized where the allocator has it,
+ * else sdallocx, else plain free), and the two reports a workload may write on stderr for the
+ * runner (stdout must stay the same under every allocator; stderr is free):
+ *   "phase NAME SECONDS"  the time of one phase, timed in-process (bench_now), shown as a row;
+ *   "final-rss KIB"       the resident set at the end, after everything was freed. */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
 #define _GNU_SOURCE
@@ -10,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static inline uint64_t xr(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
 
@@ -33,5 +38,23 @@ static void pick_sized_free(void) {
     if (sized_free_impl) { sized_free_name = "free_sized"; return; }
     if (dlsym(RTLD_DEFAULT, "sdallocx")) { sized_free_impl = sdallocx_adapter; sized_free_name = "sdallocx"; return; }
     sized_free_impl = plain_free;
+}
+
+static inline double bench_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void report_phase(const char *name, double seconds) { fprintf(stderr, "phase %s %.6f\n", name, seconds); }
+
+/* The resident set now (from /proc/self/statm), in KiB; call it after the last free. */
+static void report_final_rss(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages_total, pages_resident;
+    if (!f) return;
+    if (fscanf(f, "%ld %ld", &pages_total, &pages_resident) == 2)
+        fprintf(stderr, "final-rss %ld\n", pages_resident * (sysconf(_SC_PAGESIZE) / 1024));
+    fclose(f);
 }
 #endif

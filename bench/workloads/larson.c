@@ -40,6 +40,7 @@ int main(int argc, char **argv) {
     sizes = calloc((size_t)threads * SLOTS_PER_THREAD, sizeof *sizes);
     for (round_no = 0; round_no < ROUNDS; round_no++) run_threads(threads, work);
     for (size_t k = 0; k < (size_t)threads * SLOTS_PER_THREAD; k++) free(slots[k]);
+    report_final_rss();
     printf("larson: %d threads x %ld steps%s\n", threads, steps, sized ? ", sized frees" : "");
     /* Which sized free the allocator offered differs between allocators: not part of the output. */
     fprintf(stderr, "larson: freeing with %s\n", sized ? sized_free_name : "free");

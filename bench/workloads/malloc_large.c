@@ -16,6 +16,7 @@ int main(int argc, char **argv) {
         live[k] = p;
     }
     for (int k = 0; k < 20; k++) free(live[k]);
+    report_final_rss();
     printf("malloc_large: %ld blocks of 5-25 MiB\n", iters);
     return 0;
 }

@@ -20,6 +20,7 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 1;
     iters = argc > 2 ? atol(argv[2]) : 20000;
     run_threads(threads, work);
+    report_final_rss();
     printf("malloc_simple: %d threads x %ld iterations x 9 sizes x 100 blocks\n", threads, iters);
     return 0;
 }

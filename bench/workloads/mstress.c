@@ -32,6 +32,7 @@ int main(int argc, char **argv) {
     int rounds = argc > 2 ? atoi(argv[2]) : 50;
     for (round_no = 0; round_no < rounds; round_no++) run_threads(threads, work);
     for (int i = 0; i < TRANSFER; i++) free(transfer[i]);
+    report_final_rss();
     printf("mstress: %d threads x %d rounds\n", threads, rounds);
     return 0;
 }

@@ -27,6 +27,7 @@ int main(int argc, char **argv) {
         check += (uint64_t)vec[n - 1];
         free(vec);
     }
+    report_final_rss();
     printf("realloc_growth: %ld builders, check %llu\n", builders, (unsigned long long)check);
     return 0;
 }

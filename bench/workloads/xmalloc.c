@@ -51,6 +51,7 @@ int main(int argc, char **argv) {
     for (intptr_t i = 0; i < threads; i++) pthread_create(&p[i], NULL, producer, (void *)i);
     for (int i = 0; i < threads; i++) pthread_join(p[i], NULL);
     for (int i = 0; i < threads; i++) pthread_join(c[i], NULL);
+    report_final_rss();
     printf("xmalloc: %d producers, %d consumers, %ld blocks each\n", threads, threads, per_producer);
     return 0;
 }
