@@ -1,0 +1,372 @@
+//! The misuse suite: one small C/C++ program per misuse (tests/misuse/, protocol in misuse.h),
+//! each run with liboxalloc preloaded, by default and with `OXALLOC_SECURE=1`, and checked for
+//! its exact outcome.
+//!
+//! [`CASES`] is the expectation table, one line per program. A misuse oxalloc catches today is
+//! `Caught("<what>")`: the program must die of SIGABRT right after printing exactly
+//! `oxalloc: <what>: 0x<pointer>` on stderr, where the pointer is one the program printed
+//! (`PTR`, or `BLOCK` for the start of the block an interior pointer points into). The other
+//! rows record today's real behaviour, so that a change in it fails the test: `NotYet` (runs to
+//! the end, nothing reported) or `CrashesToday` (SIGSEGV inside liboxalloc). When hardening
+//! lands, flip the row to `Caught(...)` (and drop its `DebugPanics`, which says that in debug
+//! builds a debug assertion of oxalloc fires first: `oxalloc: internal error (panic)`).
+//!
+//! scripts/misuse-table.py runs the same programs under glibc, mimalloc and jemalloc too.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use DebugBuild::{DebugPanics, Same};
+use Expect::{Caught, CrashesToday, NotYet};
+
+/// What a program does under oxalloc (in a release build; see [`DebugBuild`] for debug builds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    /// Detected: SIGABRT after `oxalloc: <what>: <pointer>`, the pointer being one printed.
+    Caught(&'static str),
+    /// Not detected: the program runs to its end (exit 0), and oxalloc prints nothing.
+    NotYet,
+    /// Not detected, and the allocator itself crashes: SIGSEGV with the faulting instruction in
+    /// liboxalloc.so (as reported by the program's signal handler).
+    CrashesToday,
+}
+
+/// How a debug build (debug assertions on) differs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DebugBuild {
+    /// As in release builds.
+    Same,
+    /// A debug assertion stops the program first, in both modes: SIGABRT after
+    /// `oxalloc: internal error (panic)`. It is no detection (release builds have no such check).
+    DebugPanics,
+}
+
+struct Case {
+    program: &'static str,
+    default: Expect,
+    secure: Expect,
+    debug: DebugBuild,
+}
+
+const fn case(program: &'static str, default: Expect, secure: Expect, debug: DebugBuild) -> Case {
+    Case {
+        program,
+        default,
+        secure,
+        debug,
+    }
+}
+
+const DOUBLE: &str = "free(): double free detected";
+const DOUBLE_REMOTE: &str = "free(): double free detected (block freed twice by other threads)";
+const FOREIGN: &str = "free(): invalid pointer (not allocated by oxalloc, or already released)";
+const INSIDE_HUGE: &str = "free(): invalid pointer (inside a huge block)";
+const USABLE: &str = "malloc_usable_size(): invalid pointer";
+
+#[rustfmt::skip]
+const CASES: &[Case] = &[
+    //    program                    default               OXALLOC_SECURE=1      debug builds
+    case("df_small",               Caught(DOUBLE),        Caught(DOUBLE),        Same),
+    case("df_medium",              Caught(DOUBLE),        Caught(DOUBLE),        Same),
+    // A huge block is unmapped (or cached) when freed, so the second free finds no block.
+    case("df_large_256k",          Caught(FOREIGN),       Caught(FOREIGN),       Same),
+    case("df_large_8m",            Caught(FOREIGN),       Caught(FOREIGN),       Same),
+    case("df_delayed",             Caught(DOUBLE),        Caught(DOUBLE),        Same),
+    case("df_written_after_free",  NotYet,                NotYet,                DebugPanics),
+    case("df_written_before_free", Caught(DOUBLE),        Caught(DOUBLE),        Same),
+    case("df_two_threads",         Caught(DOUBLE_REMOTE), Caught(DOUBLE_REMOTE), Same),
+    // The block ends up on the owner's list and on the page's remote list: handed out twice,
+    // then malloc follows a link of the wrong encoding.
+    case("df_owner_then_thread",   CrashesToday,          CrashesToday,          DebugPanics),
+    case("if_stack",               Caught(FOREIGN),       Caught(FOREIGN),       Same),
+    // The owner's fast path takes any pointer into a non-full page of its own as a block start.
+    case("if_interior_16",         NotYet,                NotYet,                DebugPanics),
+    case("if_interior_8",          NotYet,                NotYet,                DebugPanics),
+    case("if_interior_large",      Caught(INSIDE_HUGE),   Caught(INSIDE_HUGE),   Same),
+    case("if_mmap",                Caught(FOREIGN),       Caught(FOREIGN),       Same),
+    // A never-allocated block that is on the page's free list: reported as a double free.
+    case("if_unallocated",         Caught(DOUBLE),        Caught(DOUBLE),        Same),
+    // A pointer into a page slot of the segment that is not in use: freed on the fast path.
+    case("if_heap_gap",            NotYet,                NotYet,                DebugPanics),
+    case("if_garbage",             Caught(FOREIGN),       Caught(FOREIGN),       Same),
+    // The segment map ignores address bits 48..63, so free reads a "segment header" at a
+    // non-canonical address.
+    case("if_garbage_alias",       CrashesToday,          CrashesToday,          Same),
+    case("uaf_write_small",        NotYet,                NotYet,                Same),
+    case("uaf_write_large",        NotYet,                NotYet,                Same),
+    // malloc follows the overwritten (garbage) free-list link once the block is reused.
+    case("uaf_write_reuse",        CrashesToday,          CrashesToday,          DebugPanics),
+    case("uaf_read_small",         NotYet,                NotYet,                Same),
+    case("overflow_1_small",       NotYet,                NotYet,                Same),
+    case("overflow_8_small",       NotYet,                NotYet,                Same),
+    case("overflow_1_large",       NotYet,                NotYet,                Same),
+    case("overflow_8_large",       NotYet,                NotYet,                Same),
+    case("zero_size",              NotYet,                NotYet,                Same),
+    case("free_sized_wrong",       NotYet,                NotYet,                Same),
+    case("cxx_sized_delete",       NotYet,                NotYet,                Same),
+    case("cxx_aligned_delete",     NotYet,                NotYet,                Same),
+    case("us_stack",               Caught(USABLE),        Caught(USABLE),        Same),
+    // Reports the size from the interior pointer as if it were the block start (SIZE 64).
+    case("us_interior",            NotYet,                NotYet,                Same),
+];
+
+/// How long one program may run.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// stderr lines that are not about the misuse: the signal handler's report, and the notice for
+/// OXALLOC_SECURE while oxalloc does not know that option.
+fn is_noise(line: &str) -> bool {
+    line.starts_with("FAULT in ") || line.starts_with("oxalloc: ignoring unknown or malformed option")
+}
+
+fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/misuse")
+}
+
+/// The compiled programs, by name (compiled once, for both tests).
+fn programs() -> &'static Vec<(String, PathBuf)> {
+    static BINS: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let out = common::out_dir().join("misuse");
+        std::fs::create_dir_all(&out).unwrap();
+        let mut sources: Vec<PathBuf> = std::fs::read_dir(source_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "c" || e == "cpp"))
+            .collect();
+        sources.sort();
+        sources
+            .iter()
+            .map(|src| {
+                let name = src.file_stem().unwrap().to_str().unwrap().to_string();
+                let exe = out.join(&name);
+                compile(src, &exe);
+                (name, exe)
+            })
+            .collect()
+    })
+}
+
+/// Compiles one program without optimisation, so that every misuse happens as written.
+fn compile(src: &Path, exe: &Path) {
+    let cxx = src.extension().is_some_and(|e| e == "cpp");
+    let mut cmd = Command::new(if cxx { "c++" } else { "cc" });
+    if cxx {
+        cmd.args(["-std=c++17", "-fsized-deallocation", "-Wno-mismatched-new-delete"]);
+    } else {
+        cmd.arg("-std=gnu11");
+    }
+    cmd.args(["-O0", "-g", "-Wall", "-pthread"])
+        .args([
+            "-Wno-use-after-free",
+            "-Wno-free-nonheap-object",
+            "-Wno-array-bounds",
+            "-Wno-stringop-overflow",
+            "-Wno-unused-result",
+            "-Wno-maybe-uninitialized",
+        ])
+        .arg("-I")
+        .arg(source_dir())
+        .arg(src)
+        .arg("-o")
+        .arg(exe)
+        .arg("-ldl");
+    let st = cmd
+        .status()
+        .expect("a C compiler (cc, c++) is needed: see .ci/run");
+    assert!(st.success(), "compiling {} failed", src.display());
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Values after `key ` on stdout lines (the PTR / BLOCK protocol of misuse.h).
+    fn marked(&self, key: &str) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect()
+    }
+
+    /// The first stderr line about the misuse.
+    fn message(&self) -> Option<&str> {
+        self.stderr
+            .lines()
+            .find(|l| !l.trim().is_empty() && !is_noise(l))
+    }
+
+    fn fault(&self) -> Option<&str> {
+        self.stderr.lines().find(|l| l.starts_with("FAULT in "))
+    }
+
+    /// One line for the summary: what happened.
+    fn describe(&self) -> String {
+        let what = match (self.status.code(), self.status.signal()) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            _ => "?".into(),
+        };
+        let msg = self.message().or(self.fault()).unwrap_or("");
+        format!("{what}: {msg}")
+    }
+}
+
+fn run(exe: &Path, secure: bool) -> Run {
+    let mut cmd = Command::new(exe);
+    cmd.env("LD_PRELOAD", common::lib())
+        .env_remove("OXALLOC_SECURE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if secure {
+        cmd.env("OXALLOC_SECURE", "1");
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
+    // The programs print a few lines only, so the pipes cannot fill up while we wait.
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Checks a run against its expectation; `Err` says how it differs.
+fn check(run: &Run, expect: Expect, debug_panics: bool) -> Result<(), String> {
+    let sig = run.status.signal();
+    if debug_panics {
+        return match (sig, run.message()) {
+            (Some(libc::SIGABRT), Some("oxalloc: internal error (panic)")) => Ok(()),
+            _ => Err("expected a debug assertion (SIGABRT, oxalloc: internal error (panic))".into()),
+        };
+    }
+    match expect {
+        Caught(what) => {
+            if sig != Some(libc::SIGABRT) {
+                return Err(format!("expected SIGABRT after `oxalloc: {what}: <pointer>`"));
+            }
+            let pointers: Vec<String> = [run.marked("PTR"), run.marked("BLOCK")].concat();
+            if pointers.is_empty() {
+                return Err("the program printed no PTR line".into());
+            }
+            let line = run.message().unwrap_or("").to_ascii_lowercase();
+            let wanted: Vec<String> = pointers
+                .iter()
+                .map(|p| format!("oxalloc: {what}: {p}").to_ascii_lowercase())
+                .collect();
+            if wanted.contains(&line) {
+                Ok(())
+            } else {
+                Err(format!("expected the message to be one of {wanted:?}"))
+            }
+        }
+        NotYet => {
+            let clean = run.status.code() == Some(0)
+                && run.stdout.lines().any(|l| l == "SURVIVED")
+                && !run.stderr.lines().any(|l| l.starts_with("oxalloc:") && !is_noise(l));
+            if clean {
+                Ok(())
+            } else {
+                Err("expected the program to run to its end (exit 0, SURVIVED, no message)".into())
+            }
+        }
+        CrashesToday => {
+            let in_allocator = run.fault().is_some_and(|f| f.contains("liboxalloc"));
+            if sig == Some(libc::SIGSEGV) && in_allocator {
+                Ok(())
+            } else {
+                Err("expected SIGSEGV inside liboxalloc.so (FAULT in .../liboxalloc.so)".into())
+            }
+        }
+    }
+}
+
+/// Runs every program in one mode and fails with a list of every row that no longer holds.
+fn run_mode(secure: bool) {
+    let debug_build = cfg!(debug_assertions);
+    let mode = if secure { "OXALLOC_SECURE=1" } else { "default" };
+    let mut failures = Vec::new();
+    let mut caught = 0;
+    for (name, exe) in programs() {
+        let Some(case) = CASES.iter().find(|c| c.program == name) else {
+            failures.push(format!("{name}: no row in CASES"));
+            continue;
+        };
+        let expect = if secure { case.secure } else { case.default };
+        let debug_panics = debug_build && case.debug == DebugPanics;
+        let r = run(exe, secure);
+        let verdict = check(&r, expect, debug_panics);
+        println!(
+            "{mode:>16} {name:<24} {:<40} {}",
+            if debug_panics {
+                "DebugPanics".to_string()
+            } else {
+                format!("{expect:?}")
+            },
+            if verdict.is_ok() { "ok" } else { "MISMATCH" }
+        );
+        match verdict {
+            Ok(()) => caught += matches!(expect, Caught(_)) as usize,
+            Err(why) => failures.push(format!(
+                "{name} ({mode}): {why}\n  got {}\n  stdout: {:?}\n  stderr: {:?}",
+                r.describe(),
+                r.stdout,
+                r.stderr
+            )),
+        }
+    }
+    println!("{mode}: {caught} of {} misuses caught", programs().len());
+    assert!(
+        failures.is_empty(),
+        "{} misuse program(s) did not behave as CASES says (update the row if the change is \
+         intended):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn misuse_default() {
+    run_mode(false);
+}
+
+#[test]
+fn misuse_secure_mode() {
+    run_mode(true);
+}
+
+#[test]
+fn every_program_has_one_row() {
+    let names: Vec<&str> = programs().iter().map(|(n, _)| n.as_str()).collect();
+    for c in CASES {
+        assert!(names.contains(&c.program), "row {} has no program", c.program);
+        assert_eq!(
+            CASES.iter().filter(|d| d.program == c.program).count(),
+            1,
+            "{} has two rows",
+            c.program
+        );
+    }
+    for n in &names {
+        assert!(CASES.iter().any(|c| c.program == *n), "{n} has no row");
+    }
+}

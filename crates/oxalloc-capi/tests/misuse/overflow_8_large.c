@@ -1,0 +1,11 @@
+/* Heap overflow by 8 bytes past the requested size of a large block: malloc(256 KiB), then
+ * p[256 KiB .. +8) is written. */
+#include "misuse.h"
+int main(void) {
+    size_t n = 256 << 10;
+    char *p = malloc(n);
+    ptr(p);
+    memset(p + n, 'x', 8);
+    free(p);
+    return survived();
+}
