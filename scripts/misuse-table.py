@@ -2,7 +2,7 @@
 """Runs the misuse programs of crates/oxalloc-capi/tests/misuse/ under several allocators and
 prints a Markdown table of what each allocator does about each misuse.
 
-    scripts/misuse-table.py [--oxalloc PATH] [--out DIR] [--no-build] [--save FILE]
+    scripts/misuse-table.py [--oxalloc PATH] [--out DIR] [--no-build] [--save FILE] [--runs N] [--note TEXT]
 
 Allocators (columns): glibc (no preload), Debian's mimalloc (libmimalloc2.0), jemalloc
 (libjemalloc2), oxalloc and oxalloc with OXALLOC_SECURE=1. A missing library gives an "n/a"
@@ -15,10 +15,12 @@ Cells:
   caught          killed by SIGABRT after printing a message (for oxalloc: a line starting with
                   "oxalloc:" that names the pointer the program printed)
   abort           killed by SIGABRT, with no message (or, for oxalloc, one not naming the pointer)
-  crash (SIG, in X)  killed by another signal; X is the object holding the faulting instruction
+  crash (SIG in X: f)  killed by another signal; X is the object holding the faulting
+                  instruction, f the nearest exported symbol (dladdr), when known
   warned          ran to the end (exit 0) but printed a diagnostic on stderr
   silent          ran to the end (exit 0), nothing detected
   n/a             the allocator lacks the function under test (exit 77)
+  varies: ...     the runs (--runs, default 3) did not all end the same way
   hang            did not finish within the timeout
   other (exit N)  any other exit
 Python standard library only.
@@ -154,9 +156,10 @@ def classify(rc: int, stdout: str, stderr: str, lib):
     elif rc < 0:
         name = signal.Signals(-rc).name
         where = ""
-        if fault:
-            m = re.match(r"FAULT in (\S+)", fault)
-            where = ", in " + os.path.basename(m.group(1)) if m else ""
+        m = re.match(r"FAULT in (\S+) \((\S+)\)", fault or "")
+        if m:
+            where = " in " + os.path.basename(m.group(1))
+            where += f": {m.group(2)}" if m.group(2) != "?" else ""
         cell = f"crash ({name}{where})"
         if fault:
             message = message or fault
@@ -190,11 +193,16 @@ def esc(s: str) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--oxalloc", help="path of liboxalloc.so (default: release build)")
     ap.add_argument("--out", help="directory for the compiled programs")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build")
     ap.add_argument("--save", help="also write the Markdown to this file")
+    ap.add_argument("--note", help="a sentence to add under the versions (e.g. how liboxalloc.so "
+                                   "was built)")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="runs of each program under each allocator (default 3); differing "
+                         "outcomes are all shown")
     args = ap.parse_args()
 
     ox = oxalloc_lib(args)
@@ -211,18 +219,31 @@ def main():
             if lib is not None and not lib.exists():
                 results[name, alloc] = {"cell": "n/a (not installed)", "message": ""}
                 continue
-            results[name, alloc] = run(exe, lib, env)
+            runs = [run(exe, lib, env) for _ in range(args.runs)]
+            r = dict(runs[0])
+            cells = [x["cell"] for x in runs]
+            if len(set(cells)) > 1:
+                # Outcomes that depend on addresses (ASLR) or random keys: show them all.
+                counts = {c: cells.count(c) for c in dict.fromkeys(cells)}
+                r["cell"] = "varies: " + ", ".join(f"{c} ×{n}" for c, n in counts.items())
+                r["message"] = " / ".join(dict.fromkeys(x["message"] for x in runs if x["message"]))
+            results[name, alloc] = r
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = " ".join(shlex.quote(a) for a in ["scripts/misuse-table.py"] + sys.argv[1:])
+    if "CARGO_TARGET_DIR" in os.environ:
+        cmd = f"CARGO_TARGET_DIR={shlex.quote(os.environ['CARGO_TARGET_DIR'])} {cmd}"
     md = ["# Misuse detection: oxalloc against other allocators", "",
           f"Measured {now} with `{cmd}` (programs in this directory, compiled with "
-          f"`gcc -O0`/`g++ -O0 -fsized-deallocation`).", ""]
+          f"`gcc -O0`/`g++ -O0 -fsized-deallocation`); each program ran {args.runs} times under "
+          f"each allocator, and a cell shows every outcome seen (\"varies\").", ""]
     md += [f"- {v}" for v in versions(ox)]
+    if args.note:
+        md += ["", args.note]
     md += ["", "Cells: **caught** = killed by SIGABRT with a message (for oxalloc: a line "
            "`oxalloc: ...: 0x...` naming the pointer the program printed); **abort** = SIGABRT "
-           "without such a message; **crash (SIG, in X)** = killed by another signal, X the "
-           "object holding the faulting instruction; **warned** = ran to the end but printed a "
+           "without such a message; **crash (SIG in X: f)** = killed by another signal, X the "
+           "object holding the faulting instruction and f the nearest exported symbol; **warned** = ran to the end but printed a "
            "diagnostic; **silent** = ran to the end, nothing detected; **n/a** = function not "
            "provided.", ""]
     header = ["misuse", "program"] + [a for a, _, _ in allocs]
@@ -238,14 +259,15 @@ def main():
     md.append("| **caught** | | " + " | ".join(counts) + " |")
     md += ["", "## Messages", "",
            "First diagnostic line on stderr (or the fault location), per program and allocator; "
-           "notable program output (SIZE, REUSE, DUPLICATE, READ) after it.", ""]
+           "notable program output (SIZE, REUSE, DUPLICATE, READ) after it. Pointers differ "
+           "between runs (ASLR).", ""]
     md.append("| program | allocator | outcome | first line / notes |")
     md.append("|---|---|---|---|")
     for name, _, _ in progs:
         for a, _, _ in allocs:
             r = results[name, a]
             notes = [l for l in r.get("stdout", "").splitlines()
-                     if l.split(" ")[0] in ("SIZE", "DUPLICATE", "READ")]
+                     if l.split(" ")[0] in ("SIZE", "DUPLICATE", "READ", "REUSE")]
             detail = "; ".join(x for x in [r["message"][:160]] + notes if x)
             if detail or r["cell"] not in ("silent",):
                 md.append(f"| `{name}` | {a} | {r['cell']} | {esc(detail)} |")

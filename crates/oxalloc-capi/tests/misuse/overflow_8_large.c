@@ -1,5 +1,5 @@
 /* Heap overflow by 8 bytes past the requested size of a large block: malloc(256 KiB), then
- * p[256 KiB .. +8) is written. */
+ * the 8 bytes from p[256 KiB] on are written. */
 #include "misuse.h"
 int main(void) {
     size_t n = 256 << 10;
