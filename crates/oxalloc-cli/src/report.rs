@@ -1,22 +1,67 @@
 //! The report `oxalloc run` prints: liboxalloc writes one JSON line per process at exit; this
 //! sums them and draws the size-class histogram.
+//!
+//! The line's schema is the core's: its scalar fields are `Snapshot::FIELDS`, read into a
+//! `Snapshot` by name, so a counter renamed in the core changes this code's build, and a line
+//! that does not match the schema is reported, never dropped silently.
 
-use serde::{Deserialize, Serialize};
+use oxalloc_core::size_class::{bin_of, bin_size, BIN_COUNT, MEDIUM_MAX};
+use oxalloc_core::Snapshot;
+use serde::Serialize;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// One process's line, as liboxalloc writes it.
-#[derive(Deserialize, Default)]
-struct ProcessLine {
-    pid: u32,
-    peak_rss_bytes: u64,
-    allocations: u64,
-    frees: u64,
-    peak_live_bytes: u64,
-    peak_mapped_bytes: u64,
-    huge_allocations: u64,
-    threads: u64,
-    bins: Vec<(u64, u64)>,
+/// One process's line, as liboxalloc writes it (`Snapshot::write_json`).
+#[derive(Debug)]
+pub struct ProcessLine {
+    pub pid: u32,
+    pub peak_rss_bytes: u64,
+    pub stats: Snapshot,
+}
+
+/// Parses one statistics line, checking it against the core's schema.
+pub fn parse_line(line: &str) -> Result<ProcessLine, String> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let obj = value.as_object().ok_or("not a JSON object")?;
+    let num = |k: &str| -> Result<u64, String> {
+        obj.get(k)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| format!("missing or non-numeric field `{k}`"))
+    };
+    let mut stats = Snapshot::default();
+    for name in Snapshot::FIELDS {
+        stats.set_field(name, num(name)?);
+    }
+    for key in obj.keys() {
+        if !Snapshot::FIELDS.contains(&key.as_str())
+            && !["pid", "peak_rss_bytes", "bins"].contains(&key.as_str())
+        {
+            return Err(format!("unknown field `{key}` (library and command disagree)"));
+        }
+    }
+    let bins = obj
+        .get("bins")
+        .and_then(|b| b.as_array())
+        .ok_or("missing field `bins`")?;
+    for pair in bins {
+        let (size, n) = match pair.as_array().map(|p| p.as_slice()) {
+            Some([s, n]) => (s.as_u64(), n.as_u64()),
+            _ => (None, None),
+        };
+        let (Some(size), Some(n)) = (size, n) else {
+            return Err(format!("malformed bin {pair}"));
+        };
+        let bin = if size == 0 { 0 } else if size as usize <= MEDIUM_MAX { bin_of(size as usize) } else { BIN_COUNT };
+        if bin >= BIN_COUNT || (bin != 0 && bin_size(bin) != size as usize) {
+            return Err(format!("bin of {size} bytes is not a size class"));
+        }
+        stats.bins[bin] += n;
+    }
+    Ok(ProcessLine {
+        pid: num("pid")? as u32,
+        peak_rss_bytes: num("peak_rss_bytes")?,
+        stats,
+    })
 }
 
 /// Per-process summary in the report.
@@ -74,14 +119,20 @@ impl Report {
         wall: Duration,
         kernel_rss: u64,
     ) -> Report {
-        let lines: Vec<ProcessLine> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let mut lines = Vec::new();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            match parse_line(l) {
+                Ok(p) => lines.push(p),
+                Err(e) => eprintln!("oxalloc: a statistics line does not match the schema ({e}): {l}"),
+            }
+        }
         let mut bins = std::collections::BTreeMap::<u64, u64>::new();
         for l in &lines {
-            for &(size, n) in &l.bins {
-                *bins.entry(size).or_default() += n;
+            for (bin, &n) in l.stats.bins.iter().enumerate() {
+                if n > 0 {
+                    let size = if bin == 0 { 0 } else { bin_size(bin) as u64 };
+                    *bins.entry(size).or_default() += n;
+                }
             }
         }
         let max = |f: fn(&ProcessLine) -> u64| lines.iter().map(f).max().unwrap_or(0);
@@ -98,18 +149,18 @@ impl Report {
                 .iter()
                 .map(|l| Process {
                     pid: l.pid,
-                    allocations: l.allocations,
-                    peak_live_bytes: l.peak_live_bytes,
+                    allocations: l.stats.allocations,
+                    peak_live_bytes: l.stats.peak_live_bytes,
                     peak_rss_bytes: l.peak_rss_bytes,
                 })
                 .collect(),
-            allocations: sum(|l| l.allocations),
-            frees: sum(|l| l.frees),
-            peak_live_bytes: max(|l| l.peak_live_bytes),
-            peak_mapped_bytes: max(|l| l.peak_mapped_bytes),
+            allocations: sum(|l| l.stats.allocations),
+            frees: sum(|l| l.stats.frees),
+            peak_live_bytes: max(|l| l.stats.peak_live_bytes),
+            peak_mapped_bytes: max(|l| l.stats.peak_mapped_bytes),
             peak_rss_bytes: max(|l| l.peak_rss_bytes).max(kernel_rss),
-            huge_allocations: sum(|l| l.huge_allocations),
-            threads: sum(|l| l.threads),
+            huge_allocations: sum(|l| l.stats.huge_allocations),
+            threads: sum(|l| l.stats.threads),
             size_classes,
         }
     }
@@ -226,15 +277,50 @@ fn human(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxalloc_core::util::fmt::FixedBuf;
+
+    /// A line as liboxalloc writes it, through the core's own writer.
+    fn line(s: &Snapshot, pid: u32, rss: u64) -> String {
+        let mut buf = FixedBuf::<8192>::new();
+        s.write_json(&mut buf, pid, rss).unwrap();
+        String::from_utf8(buf.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn library_and_command_agree_on_the_schema() {
+        // Every field gets a distinct value; the command must read back exactly what the
+        // library wrote. A counter added, renamed or dropped on one side only fails here.
+        let mut s = Snapshot::default();
+        for (i, name) in Snapshot::FIELDS.iter().enumerate() {
+            s.set_field(name, 1000 + i as u64);
+        }
+        s.bins[0] = 7;
+        s.bins[1] = 3;
+        s.bins[oxalloc_core::size_class::BIN_COUNT - 1] = 2;
+        let text = line(&s, 42, 4096);
+        let p = parse_line(text.trim_end()).unwrap();
+        assert_eq!((p.pid, p.peak_rss_bytes), (42, 4096));
+        for name in Snapshot::FIELDS {
+            assert_eq!(p.stats.field(name), s.field(name), "{name}");
+        }
+        assert_eq!(p.stats.bins, s.bins);
+        let extra = text.trim_end().replacen('{', "{\"no_such_counter\":1,", 1);
+        assert!(parse_line(&extra).unwrap_err().contains("no_such_counter"));
+        let missing = text.replacen("\"threads\"", "\"thread_count\"", 1);
+        assert!(parse_line(missing.trim_end()).is_err());
+    }
 
     #[test]
     fn sums_processes_and_draws_bins() {
-        let text = concat!(
-            "{\"pid\":1,\"peak_rss_bytes\":1000,\"allocations\":10,\"frees\":9,\"live_bytes\":16,\"peak_live_bytes\":100,\"peak_mapped_bytes\":4194304,\"huge_allocations\":1,\"threads\":1,\"bins\":[[0,1],[16,6],[32,3]]}\n",
-            "{\"pid\":2,\"peak_rss_bytes\":5000,\"allocations\":5,\"frees\":5,\"live_bytes\":0,\"peak_live_bytes\":300,\"peak_mapped_bytes\":1000,\"huge_allocations\":0,\"threads\":2,\"bins\":[[16,5]]}\n",
-            "not json\n"
-        );
-        let r = Report::from_lines(text, "prog".into(), Some(0), Duration::from_millis(1500), 0);
+        let mut a = Snapshot::default();
+        (a.allocations, a.frees, a.live_bytes, a.peak_live_bytes) = (10, 9, 16, 100);
+        (a.peak_mapped_bytes, a.huge_allocations, a.threads) = (4194304, 1, 1);
+        (a.bins[0], a.bins[1], a.bins[2]) = (1, 6, 3);
+        let mut b = Snapshot::default();
+        (b.allocations, b.frees, b.peak_live_bytes) = (5, 5, 300);
+        (b.peak_mapped_bytes, b.threads, b.bins[1]) = (1000, 2, 5);
+        let text = line(&a, 1, 1000) + &line(&b, 2, 5000);
+        let r = Report::from_lines(&text, "prog".into(), Some(0), Duration::from_millis(1500), 0);
         assert_eq!(r.processes.len(), 2);
         assert_eq!((r.allocations, r.frees, r.threads), (15, 14, 3));
         assert_eq!(

@@ -9,36 +9,55 @@
 //!   pointer finds its segment by masking and its page by a shift (`segment`).
 //! - **huge block**: larger than 128 KiB; it gets a segment of its own (`huge`).
 //! - **heap**: one per thread; owns pages and segments and allocates without locks (`heap`).
-//! - **source**: where segments come from: mmap or the program break (`os`, `oxalloc-os`).
+//! - **arena**: the process-wide memory layer under the heaps: the source, the span cache, the
+//!   registry of segments and the abandoned ones (`arena`).
+//! - **source**: where memory comes from: mmap or the program break (`oxalloc-os`), or a fixed
+//!   region (`region`), behind the [`os::Os`] trait.
 //!
-//! ## Layers (each depends only on the ones above it)
+//! ## Layers
+//! Each module uses only modules of lower layers (or of its own layer when named on the same
+//! line below). `tests/layers.rs` reads the sources and fails when a module imports a higher one.
 //! ```text
-//! sync, size_class, options, stats     leaf utilities
-//! os                                   the memory-source trait (the only door to the kernel)
-//! page, page_queue                     blocks inside a page; queues of pages
-//! segment                              pages inside a segment; the segment map
-//! span_cache                           freed spans kept for reuse, purged on a delay
-//! global, huge                         segments from the source; abandoned segments
-//! heap, alloc, free                    the per-thread allocator and its fast paths
+//!  0  util                                   leaf: sync, list, align, fmt
+//!  1  os, size_class, options                the source trait; size classes; the options table
+//!  2  region, stats                          the fixed-region source; counters and snapshots
+//!  3  page                                   the blocks of a page and its free lists
+//!  4  page_queue, segment                    queues of pages + direct table; segment layout + map
+//!  5  span_cache                             freed spans kept for reuse, and when to purge them
+//!  6  arena                                  segments from the source and back; abandoned list
+//!  7  huge                                   blocks with a segment of their own
+//!  8  heap                                   the heap type and the registry of heaps
+//!  9  page_life                              the slow path: find, refill, fresh, retire, reclaim
+//! 10  free                                   free: owner's fast path, generic path, remote frees
+//! 11  alloc                                  malloc: fast path and entry to the slow path; zeroed,
+//!                                            aligned, realloc, usable size
+//! 12  heap_life                              heaps created, torn down (abandoning segments)
+//! 13  visit, validate                        the heap walk and statistics snapshot; the validator
 //! ```
 //!
 //! ## The data path
 //! ```text
-//! malloc(n) -> heap.direct[(n+15)/16].free  --pop-->  block        (fast: one branch)
+//! malloc(n) -> heap.direct[(n+15)/16].free  --pop-->  block            (alloc: one branch)
 //!                   | empty
 //!                   v
-//!              malloc_slow: bind thread? drain delayed frees; page queue of bin_of(n):
-//!                   collect local/remote frees, extend the page, or take a fresh page
-//!                   from an owned segment -> an abandoned segment -> the span cache
-//!                   -> Os::map (mmap / brk)
+//!              malloc_slow (alloc) -> page_life::find_page: collect local/remote frees,
+//!                   extend the page, or take a fresh page from an owned segment
+//!                   -> an abandoned segment (reclaim) -> arena: the span cache -> Os::map
+//!              huge: huge::huge_alloc -> arena (span cache or Os::map)
 //! free(p)   -> segment = p & !(4 MiB - 1); in SEGMENT_MAP?  page = segment.pages[(p-seg) >> shift]
-//!              owner thread & page flags clear -> push on page.local_free   (fast)
-//!              other thread -> CAS push on page.thread_free (no lock)       (remote)
-//!              huge -> unmap
+//!              owner thread & page flags clear -> push on page.local_free      (free: fast)
+//!              other thread -> CAS push on page.thread_free (no lock)          (free_remote)
+//!              huge -> huge::huge_free -> arena: span cache (purged later, then unmapped)
 //! ```
+//! A page whose last block is freed goes back to its segment (`page_life::retire`), a segment
+//! whose last page goes goes back to the arena's span cache (`Arena::free_segment`); at thread
+//! exit `heap_life::destroy` abandons segments that still hold live blocks, and another heap
+//! reclaims them when it needs a segment (`page_life::reclaim`).
 //!
-//! The core is generic over [`os::Os`] so tests can run it on a fixed region; the `oxalloc`
-//! crate binds heaps to threads and picks the real source.
+//! The core is generic over [`os::Os`] so it runs on a fixed region in tests and on targets
+//! without an OS; the `oxalloc` crate binds heaps to threads and picks the real source.
+//! `DESIGN.md` at the top of the repository tells the life of a block, a page, a segment and a
+//! heap at more length.
 #![no_std]
 #![warn(unsafe_op_in_unsafe_fn, missing_docs)]
 #![allow(clippy::missing_safety_doc)]
@@ -46,25 +65,44 @@
 #[cfg(test)]
 extern crate std;
 
-pub mod alloc;
-pub mod free;
-pub mod global;
-pub mod heap;
-pub mod huge;
+pub mod util;
+
 pub mod options;
 pub mod os;
-pub mod page;
-pub mod page_queue;
-pub mod segment;
 pub mod size_class;
-pub mod span_cache;
+
+pub mod region;
 pub mod stats;
-pub mod sync;
+
+pub(crate) mod page;
+
+pub(crate) mod page_queue;
+pub mod segment;
+
+pub(crate) mod span_cache;
+
+pub mod arena;
+
+pub mod huge;
+
+pub mod heap;
+
+pub(crate) mod page_life;
+
+pub mod free;
+
+pub mod alloc;
+
+pub mod heap_life;
+
+pub mod validate;
+pub mod visit;
 
 #[cfg(test)]
 mod tests;
 
-pub use global::Global;
-pub use heap::Heap;
+pub use arena::Arena;
+pub use heap::{BindFn, Heap, HeapRegistry};
 pub use os::{Mapping, Os};
+pub use region::FixedRegion;
 pub use stats::Snapshot;

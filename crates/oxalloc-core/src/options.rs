@@ -2,7 +2,7 @@
 //! Values are read from the environment at start-up by the front end, which hands each
 //! `NAME=value` entry to [`set_from_env_entry`]; parsing never allocates.
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::util::sync::{AtomicUsize, Ordering};
 
 /// One option: its variable name (without `OXALLOC_`), default and description.
 pub struct OptionDesc {

@@ -6,17 +6,21 @@
 //! The owner moves the latter two into `free` only when `free` runs dry (the "free list
 //! sharding" of mimalloc), so the fast paths never touch a shared cache line.
 //!
-//! Invariants, with `|l|` the length of list `l`:
-//! - `used + |free| + |local_free| == capacity` once `thread_free` is counted in `used`
-//!   (a block on `thread_free` is still "used" until the owner collects it);
+//! Invariants, with `|l|` the length of list `l` (checked by `validate` under `debug-full`):
+//! - `used + |free| + |local_free| == capacity`, where a block on `thread_free` still counts as
+//!   used until the owner collects it;
 //! - `capacity <= reserved`; blocks `capacity..reserved` have never been touched;
 //! - `flags == 0` iff the page is not in the full queue and holds no interior (aligned) pointers,
-//!   which is what lets the owner's free take its fast path.
+//!   which is what lets the owner's free take its fast path;
+//! - every field but `thread_free` and `heap` is read and written by the owning thread only
+//!   (the page's heap, or the thread holding an abandoned segment it took off the list).
 //!
 //! Free-list links are stored XOR-ed with the page's random `key`, so a use-after-free write or a
 //! double free is caught before it can steer `malloc` to an arbitrary address.
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::size_class::ALIGN;
+use crate::util::sync::{AtomicUsize, Ordering};
+use crate::util::list::{Linked, Links};
 use core::ptr;
 
 /// A free block: its first word links to the next free block (encoded, see [`Page::encode`]).
@@ -60,13 +64,13 @@ pub struct Page {
     pub flags: u8,
     /// Size class of the blocks.
     pub bin: u8,
-    /// The page belongs to a heap (as opposed to being a free slot of its segment).
-    pub in_use: bool,
+    /// The slot holds a page of some heap (false: a free slot of its segment).
+    pub assigned: bool,
     /// Every block on `free` reads as zero: they were carved from memory that came zeroed
     /// from the source and was never used (`pop_free` clears the link word).
-    pub free_is_zero: bool,
+    pub free_zeroed: bool,
     /// The page's memory came zeroed and no block was carved from it before.
-    pub fresh: bool,
+    pub memory_zeroed: bool,
     /// Key XOR-ed into free-list links.
     pub key: usize,
     /// Blocks freed by the owning thread since the last collection (encoded links).
@@ -88,9 +92,19 @@ pub struct Page {
     /// Address of the owning heap, 0 when abandoned.
     pub heap: AtomicUsize,
     /// Links in the heap's page queue.
-    pub next: *mut Page,
-    /// Links in the heap's page queue.
-    pub prev: *mut Page,
+    pub queue: Links<Page>,
+}
+
+/// Marker of the page queues' list (`Page::queue`).
+pub struct InQueue;
+
+// SAFETY: `queue` is the one field page queues link through.
+unsafe impl Linked<InQueue> for Page {
+    #[inline(always)]
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: `this` points to a valid page per the contract.
+        unsafe { ptr::addr_of_mut!((*this).queue) }
+    }
 }
 
 impl Page {
@@ -101,9 +115,9 @@ impl Page {
         used: 0,
         flags: 0,
         bin: 0,
-        in_use: false,
-        free_is_zero: false,
-        fresh: false,
+        assigned: false,
+        free_zeroed: false,
+        memory_zeroed: false,
         key: 0,
         local_free: ptr::null_mut(),
         capacity: 0,
@@ -114,8 +128,7 @@ impl Page {
         start: ptr::null_mut(),
         thread_free: AtomicUsize::new(delayed::NEVER),
         heap: AtomicUsize::new(0),
-        next: ptr::null_mut(),
-        prev: ptr::null_mut(),
+        queue: Links::UNLINKED,
     };
 
     /// Encodes a link for storage in a free block.
@@ -188,7 +201,7 @@ impl Page {
         (self.start as usize + offset - offset % self.block_size) as *mut Block
     }
 
-    /// Sets the page up for blocks of `bin` between `start` and `end`; `fresh` says the memory
+    /// Sets the page up for blocks of `bin` between `start` and `end`; `zeroed` says the memory
     /// reads as zero.
     pub fn init(
         &mut self,
@@ -197,23 +210,23 @@ impl Page {
         start: *mut u8,
         end: usize,
         key: usize,
-        fresh: bool,
+        zeroed: bool,
     ) {
-        debug_assert!(!self.in_use);
-        debug_assert!(block_size % crate::size_class::ALIGN == 0 || bin == 0);
+        debug_assert!(!self.assigned);
+        debug_assert!(block_size % ALIGN == 0 || bin == 0);
         let reserved = (end - start as usize) / block_size;
         debug_assert!(reserved >= 1, "page too small for its block size");
         *self = Page {
             thread_free: AtomicUsize::new(delayed::NORMAL),
             ..Page::EMPTY
         };
-        self.in_use = true;
+        self.assigned = true;
         self.bin = bin as u8;
         self.block_size = block_size;
         self.start = start;
         self.reserved = reserved as u32;
         self.key = key | 1; // never zero, so a zeroed word never decodes to null
-        self.fresh = fresh;
+        self.memory_zeroed = zeroed;
     }
 
     /// Links up to [`EXTEND_BYTES`] of never-used blocks into `free`; returns how many.
@@ -239,7 +252,7 @@ impl Page {
             unsafe { (*block).next = self.encode(next) };
         }
         self.free = first as *mut Block;
-        self.free_is_zero = self.fresh;
+        self.free_zeroed = self.memory_zeroed;
         self.capacity += n;
         n
     }
@@ -298,7 +311,7 @@ impl Page {
         }
         self.free = self.local_free;
         self.local_free = ptr::null_mut();
-        self.free_is_zero = false;
+        self.free_zeroed = false;
         // Every carved block is used, on `free`, or (until now) on `local_free`.
         self.capacity - self.used
     }
@@ -340,23 +353,49 @@ impl Page {
         false
     }
 
-    /// Number of blocks on `free` (walks the list; slow paths and statistics only). Exact for
-    /// the owner; for another thread (statistics) the list may change under the walk, so every
-    /// link is checked to stay inside the page before it is followed, and the count is then
-    /// approximate.
+    /// Number of blocks on `free` (walks the list; slow paths, statistics of the owner's own
+    /// heap, and validation). Every link is checked to stay inside the page before it is
+    /// followed, so a corrupted list is miscounted, never followed out of the page.
     ///
     /// # Safety
-    /// The page's segment stays mapped during the call: the caller owns the page, or holds the
-    /// registry lock that segments are unregistered under.
+    /// The caller owns the page.
     pub unsafe fn free_len(&self) -> u32 {
+        // SAFETY: the caller owns the page, so nobody changes `free` meanwhile.
+        unsafe { self.list_len(self.free) }
+    }
+
+    /// Number of blocks on `local_free` (owner only; see [`Page::free_len`]).
+    ///
+    /// # Safety
+    /// The caller owns the page.
+    pub unsafe fn local_free_len(&self) -> u32 {
+        // SAFETY: as in `free_len`.
+        unsafe { self.list_len(self.local_free) }
+    }
+
+    /// Number of blocks on `thread_free` (owner only: the owner is the only thread that takes
+    /// blocks off it, and its acquire load sees every link the pushers wrote before theirs).
+    ///
+    /// # Safety
+    /// The caller owns the page.
+    pub unsafe fn thread_free_len(&self) -> u32 {
         let mut n = 0;
-        // SAFETY: reading our own field; volatile because another thread may be writing it.
-        let mut b = unsafe { ptr::read_volatile(&self.free) };
+        let mut b = (self.thread_free.load(Ordering::Acquire) & !delayed::MASK) as *mut Block;
         while !b.is_null() && n <= self.reserved && self.contains(b as usize) {
             n += 1;
-            // SAFETY: `b` lies inside this page's block area, which is mapped (per the
-            // contract); if it is no longer free, what it holds is only miscounted.
-            b = self.decode(unsafe { ptr::read_volatile(b as *const usize) });
+            // SAFETY: blocks on `thread_free` are free blocks of this page with plain links.
+            b = unsafe { (*b).next } as *mut Block;
+        }
+        n
+    }
+
+    /// Length of an encoded list of this page, bounded by the page's size.
+    unsafe fn list_len(&self, mut b: *mut Block) -> u32 {
+        let mut n = 0;
+        while !b.is_null() && n <= self.reserved && self.contains(b as usize) {
+            n += 1;
+            // SAFETY: `b` lies inside this page's block area, which the owner may read.
+            b = self.decode(unsafe { (*b).next });
         }
         n
     }
@@ -404,9 +443,10 @@ impl Page {
         }
     }
 
-    /// Whether every block of the page is free once pending remote frees are counted.
+    /// Whether no block of the page is in use (blocks on `thread_free` count as in use until
+    /// collected).
     #[inline]
-    pub fn is_unused(&self) -> bool {
+    pub fn all_free(&self) -> bool {
         self.used == 0
     }
 }

@@ -14,15 +14,32 @@
 //! but its block always starts inside the first one.
 //!
 //! Invariants:
-//! - `used_pages == |{ i : pages[i].in_use }|`;
-//! - a segment is in the [`SegmentMap`] exactly while it is mapped;
-//! - `thread_id` is the owning thread, or 0 for huge and abandoned segments.
+//! - `used_pages == |{ i : pages[i].assigned }|`;
+//! - a segment is in the [`SegmentMap`] exactly while it is registered (from its set-up to its
+//!   release; a huge segment also while its block is live);
+//! - `thread_id` is one of the values of [`owner`]: the owning thread, [`owner::NONE`] for an
+//!   abandoned segment (and a cached one), [`owner::HUGE_LIVE`] for a huge segment whose block is
+//!   allocated;
+//! - `in_heap_list` is set iff the segment is in its owner's list of segments with free slots.
 
 use crate::os::OS_PAGE;
 use crate::page::Page;
-use crate::size_class::align_up;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::util::align::align_up;
+use crate::util::list::{Linked, Links};
+use crate::util::sync::{AtomicUsize, Ordering};
 use core::ptr;
+
+/// The values a segment's `thread_id` (and the thread id a free is made with) can take besides
+/// a real thread's id. Real ids are addresses of thread control blocks, so none of these
+/// collide with one.
+pub mod owner {
+    /// No thread owns the segment (abandoned, cached, or not set up yet).
+    pub const NONE: usize = 0;
+    /// A huge segment whose block is allocated (no thread owns huge blocks).
+    pub const HUGE_LIVE: usize = 1;
+    /// The id a thread without a heap frees with: it owns nothing.
+    pub const NO_THREAD: usize = usize::MAX;
+}
 
 /// log2 of [`SEGMENT_SIZE`].
 pub const SEGMENT_SHIFT: usize = 22;
@@ -59,7 +76,7 @@ pub enum SegmentKind {
 /// The header at the start of every segment.
 #[repr(C)]
 pub struct Segment {
-    /// Owning thread's id, or 0 (huge, abandoned).
+    /// Owning thread's id, or one of the [`owner`] values.
     pub thread_id: AtomicUsize,
     /// log2 of the page size; pointer-to-page is `(p - segment) >> page_shift`.
     pub page_shift: usize,
@@ -68,7 +85,7 @@ pub struct Segment {
     /// Whether the memory came zeroed from the source (or a purge).
     pub zeroed: bool,
     /// Bit `i` set once page slot `i` has held blocks since the memory was zeroed.
-    pub dirty: u64,
+    pub used_since_zeroed: u64,
     /// Set while the segment is in its heap's list of segments with free page slots.
     pub in_heap_list: bool,
     /// Page slots in this segment.
@@ -77,18 +94,34 @@ pub struct Segment {
     pub used_pages: usize,
     /// Bytes mapped for this segment.
     pub size: usize,
-    /// Links in the owning heap's list of segments with free page slots.
-    pub heap_next: *mut Segment,
-    /// Links in the owning heap's list of segments with free page slots.
-    pub heap_prev: *mut Segment,
-    /// Link in the global list of abandoned segments.
-    pub abandoned_next: *mut Segment,
-    /// Links in the global registry of all segments (statistics and heap walks).
-    pub all_next: *mut Segment,
-    /// Links in the global registry of all segments.
-    pub all_prev: *mut Segment,
+    /// Links in the owning heap's list of segments with free page slots, or (abandoned) in the
+    /// arena's list of abandoned segments.
+    pub owner_links: Links<Segment>,
+    /// Links in the arena's registry of all segments (statistics and heap walks).
+    pub registry_links: Links<Segment>,
     /// Page metadata, `page_count` of them in use.
     pub pages: [Page; MAX_PAGES],
+}
+
+/// Marker of the lists through `Segment::owner_links`: a heap's segments with free slots, and
+/// the arena's abandoned segments (a segment is in at most one of them).
+pub struct InOwnerList;
+/// Marker of the arena's registry of segments (`Segment::registry_links`).
+pub struct InRegistry;
+
+// SAFETY: each marker selects its own field.
+unsafe impl Linked<InOwnerList> for Segment {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: `this` is a valid segment per the contract.
+        unsafe { ptr::addr_of_mut!((*this).owner_links) }
+    }
+}
+// SAFETY: as above.
+unsafe impl Linked<InRegistry> for Segment {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: `this` is a valid segment per the contract.
+        unsafe { ptr::addr_of_mut!((*this).registry_links) }
+    }
 }
 
 impl Segment {
@@ -140,20 +173,17 @@ impl Segment {
         };
         // SAFETY: the caller hands us the range; the header fits in HEADER_SIZE bytes.
         unsafe {
-            ptr::addr_of_mut!((*seg).thread_id).write(AtomicUsize::new(0));
+            ptr::addr_of_mut!((*seg).thread_id).write(AtomicUsize::new(owner::NONE));
             ptr::addr_of_mut!((*seg).page_shift).write(page_shift);
             ptr::addr_of_mut!((*seg).kind).write(kind);
             ptr::addr_of_mut!((*seg).zeroed).write(zeroed);
-            ptr::addr_of_mut!((*seg).dirty).write(0);
+            ptr::addr_of_mut!((*seg).used_since_zeroed).write(0);
             ptr::addr_of_mut!((*seg).in_heap_list).write(false);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
             ptr::addr_of_mut!((*seg).used_pages).write(0);
             ptr::addr_of_mut!((*seg).size).write(size);
-            ptr::addr_of_mut!((*seg).heap_next).write(ptr::null_mut());
-            ptr::addr_of_mut!((*seg).heap_prev).write(ptr::null_mut());
-            ptr::addr_of_mut!((*seg).abandoned_next).write(ptr::null_mut());
-            ptr::addr_of_mut!((*seg).all_next).write(ptr::null_mut());
-            ptr::addr_of_mut!((*seg).all_prev).write(ptr::null_mut());
+            ptr::addr_of_mut!((*seg).owner_links).write(Links::UNLINKED);
+            ptr::addr_of_mut!((*seg).registry_links).write(Links::UNLINKED);
             let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
             for i in 0..page_count {
                 pages.add(i).write(Page::EMPTY);
@@ -178,11 +208,11 @@ impl Segment {
     }
 
     /// Marks page slot `index` as used and says whether its memory still reads as zero.
-    pub fn take_fresh(&mut self, index: usize) -> bool {
+    pub fn take_slot_zeroed(&mut self, index: usize) -> bool {
         let bit = 1u64 << index;
-        let fresh = self.zeroed && self.dirty & bit == 0;
-        self.dirty |= bit;
-        fresh
+        let zeroed = self.zeroed && self.used_since_zeroed & bit == 0;
+        self.used_since_zeroed |= bit;
+        zeroed
     }
 
     /// A free page slot, if any.
@@ -190,37 +220,39 @@ impl Segment {
         if self.used_pages == self.page_count {
             return None;
         }
-        self.pages[..self.page_count].iter().position(|p| !p.in_use)
+        self.pages[..self.page_count].iter().position(|p| !p.assigned)
     }
 }
 
-/// One bit per 4 MiB of the 48-bit address space: set while a segment starts there. This is how
-/// `free` tells oxalloc's pointers from foreign ones with one load, before reading any header.
+/// One bit per 4 MiB of the address space (48 bits on 64-bit targets): set while a segment
+/// starts there. This is how `free` tells oxalloc's pointers from foreign ones with one load,
+/// before reading any header.
 pub struct SegmentMap {
-    bits: [AtomicU64; SegmentMap::WORDS],
+    bits: [AtomicUsize; SegmentMap::WORDS],
 }
 
+/// Bits of a map word.
+const WORD_BITS: usize = usize::BITS as usize;
+
 impl SegmentMap {
-    const ADDRESS_BITS: usize = 48;
-    const WORDS: usize = 1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT - 6);
+    const ADDRESS_BITS: usize = if usize::BITS >= 48 { 48 } else { usize::BITS as usize };
+    const WORDS: usize = 1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT - WORD_BITS.trailing_zeros() as usize);
 
     /// The empty map (lives in `.bss`; untouched words cost no memory).
     pub const fn new() -> Self {
-        #[allow(clippy::declare_interior_mutable_const)]
-        const ZERO: AtomicU64 = AtomicU64::new(0);
         SegmentMap {
-            bits: [ZERO; SegmentMap::WORDS],
+            bits: [const { AtomicUsize::new(0) }; SegmentMap::WORDS],
         }
     }
 
     #[inline(always)]
-    fn slot(segment: usize) -> Option<(usize, u64)> {
+    fn slot(segment: usize) -> Option<(usize, usize)> {
         let unit = segment >> SEGMENT_SHIFT;
-        let word = unit >> 6;
+        let word = unit / WORD_BITS;
         if word >= Self::WORDS {
             return None;
         }
-        Some((word, 1u64 << (unit & 63)))
+        Some((word, 1usize << (unit % WORD_BITS)))
     }
 
     /// Whether a segment starts at the segment address of `p`.
@@ -230,8 +262,8 @@ impl SegmentMap {
         // not a user-space pointer on x86-64 or aarch64 (4-level paging), so aliasing it onto a
         // lower word costs nothing real, and saves the fast path a test and a branch.
         let unit = p as usize >> SEGMENT_SHIFT;
-        let word = (unit >> 6) & (Self::WORDS - 1);
-        self.bits[word].load(Ordering::Relaxed) & 1u64.wrapping_shl(unit as u32) != 0
+        let word = (unit / WORD_BITS) & (Self::WORDS - 1);
+        self.bits[word].load(Ordering::Relaxed) & 1usize.wrapping_shl(unit as u32) != 0
     }
 
     /// Records a segment; returns false if its address is outside the map.

@@ -70,12 +70,6 @@ pub const fn bin_is_small(bin: usize) -> bool {
     bin_size(bin) <= SMALL_MAX
 }
 
-/// Rounds `x` up to a multiple of `to`, which must be a power of two.
-#[inline(always)]
-pub const fn align_up(x: usize, to: usize) -> usize {
-    (x + to - 1) & !(to - 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,16 +64,19 @@ impl SpanCache {
     }
 
     /// Spans held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the cache is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -153,6 +156,7 @@ impl SpanCache {
     }
 
     /// Bytes of dirty spans.
+    #[cfg(test)]
     pub fn dirty_bytes(&self) -> usize {
         self.dirty
     }

@@ -1,16 +1,22 @@
 //! Statistics: declared once (the `counters!` list generates the global atomics, the snapshot
-//! struct and its text and JSON output), counted per thread without atomics on the hot paths and
-//! merged into the global counters on slow paths and at thread exit.
+//! struct, its field names, and its text and JSON output; the `oxalloc` command reads the JSON
+//! through the same names), counted per thread without atomic read-modify-writes on the hot
+//! paths and merged into the global counters at thread exit.
 //!
 //! Allocation counts cost nothing on the fast path: when a page's free list is refilled, every
 //! block put on it is counted as an allocation in advance, and blocks still on a free list when a
-//! page is released (or when a snapshot is taken) are taken back off. Live bytes are exact in a
-//! snapshot (the sum of `used` over all pages); the peak of live bytes is sampled when pages are
-//! refilled, each time a thread's change since the last sample reaches `LIVE_SAMPLE_BYTES`
-//! (256 KiB), so it is exact to within one page per size class plus 256 KiB per thread.
+//! page is released are taken back off. Each heap publishes its counts (allocations per bin,
+//! live blocks and bytes as of its last refill or page release) in atomics that only it writes,
+//! so any thread may read them. A snapshot (`visit::snapshot`) is exact for the calling thread's
+//! own heap and for abandoned segments, which it walks; for other threads' heaps it uses what
+//! they published, which lags by at most the blocks handed out or freed since their last refill
+//! of each page. The peak of
+//! live bytes is sampled when pages are refilled, each time a thread's change since the last
+//! sample reaches `LIVE_SAMPLE_BYTES` (256 KiB).
 
 use crate::size_class::{bin_size, BIN_COUNT};
-use crate::sync::{AtomicU64, Ordering};
+use crate::util::fmt::Bytes;
+use crate::util::sync::{AtomicU64, Ordering};
 use core::fmt::{self, Write};
 
 macro_rules! counters {
@@ -24,9 +30,10 @@ macro_rules! counters {
         impl GlobalCounters {
             /// All zero.
             pub const fn new() -> Self {
-                #[allow(clippy::declare_interior_mutable_const)]
-                const Z: AtomicU64 = AtomicU64::new(0);
-                GlobalCounters { $($name: Z,)* bins: [Z; BIN_COUNT] }
+                GlobalCounters {
+                    $($name: AtomicU64::new(0),)*
+                    bins: [const { AtomicU64::new(0) }; BIN_COUNT],
+                }
             }
         }
         /// A point-in-time copy of every statistic.
@@ -48,6 +55,31 @@ macro_rules! counters {
             }
         }
         impl Snapshot {
+            /// Names of the scalar fields, as the JSON line spells them (`bins` comes apart).
+            pub const FIELDS: &'static [&'static str] =
+                &["allocations", "frees", "live_bytes", $(stringify!($name),)*];
+            /// The scalar field called `name`.
+            pub fn field(&self, name: &str) -> Option<u64> {
+                match name {
+                    "allocations" => Some(self.allocations),
+                    "frees" => Some(self.frees),
+                    "live_bytes" => Some(self.live_bytes),
+                    $(stringify!($name) => Some(self.$name),)*
+                    _ => None,
+                }
+            }
+            /// Sets the scalar field called `name`; false if there is none.
+            pub fn set_field(&mut self, name: &str, value: u64) -> bool {
+                let slot = match name {
+                    "allocations" => &mut self.allocations,
+                    "frees" => &mut self.frees,
+                    "live_bytes" => &mut self.live_bytes,
+                    $(stringify!($name) => &mut self.$name,)*
+                    _ => return false,
+                };
+                *slot = value;
+                true
+            }
             /// Copies the global counters.
             pub fn from_counters(c: &GlobalCounters) -> Self {
                 let mut s = Snapshot { $($name: c.$name.load(Ordering::Relaxed),)* ..Default::default() };
@@ -113,22 +145,32 @@ impl Default for GlobalCounters {
     }
 }
 
-/// Per-heap counters, written only by the owning thread (plain load and store, no atomic
-/// read-modify-write) and read by snapshots from any thread.
+/// Per-heap counters, written only by the owning thread (a relaxed load and store of its own
+/// values, no atomic read-modify-write) and readable by any thread.
 pub struct HeapCounters {
     /// Blocks counted as allocated per bin (see the module comment), wrapping.
     pub bins: [AtomicU64; BIN_COUNT],
+    /// Blocks in use in this heap's pages, as of each page's last accounting (wrapping).
+    pub live_blocks: AtomicU64,
+    /// Bytes of those blocks (wrapping).
+    pub live_bytes: AtomicU64,
     /// Live-byte change not yet added to the global estimate.
     pub live_delta: i64,
+}
+
+/// Adds `n` (wrapping) to a counter that only the calling thread writes.
+#[inline]
+fn owner_add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 impl HeapCounters {
     /// All zero.
     pub const fn new() -> Self {
-        #[allow(clippy::declare_interior_mutable_const)]
-        const Z: AtomicU64 = AtomicU64::new(0);
         HeapCounters {
-            bins: [Z; BIN_COUNT],
+            bins: [const { AtomicU64::new(0) }; BIN_COUNT],
+            live_blocks: AtomicU64::new(0),
+            live_bytes: AtomicU64::new(0),
             live_delta: 0,
         }
     }
@@ -136,11 +178,21 @@ impl HeapCounters {
     /// Adds `n` (wrapping, so a negative amount is `n.wrapping_neg()`) allocations to `bin`.
     #[inline]
     pub fn add_allocations(&self, bin: usize, n: u64) {
-        let c = &self.bins[bin];
-        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        owner_add(&self.bins[bin], n);
     }
 
-    /// Moves this heap's counts into the global counters.
+    /// Accounts a change of `blocks` blocks of `block_size` bytes in use (negative: freed).
+    #[inline]
+    pub fn add_live(&mut self, blocks: i64, block_size: usize) {
+        let bytes = blocks * block_size as i64;
+        owner_add(&self.live_blocks, blocks as u64);
+        owner_add(&self.live_bytes, bytes as u64);
+        self.live_delta += bytes;
+    }
+
+    /// Moves this heap's allocation counts into the global counters (at teardown). Its live
+    /// counts are dropped: the blocks still in use are in abandoned segments, which snapshots
+    /// walk.
     pub fn flush(&mut self, global: &GlobalCounters) {
         for (bin, n) in self.bins.iter().enumerate() {
             let v = n.swap(0, Ordering::Relaxed);
@@ -148,6 +200,8 @@ impl HeapCounters {
                 global.bins[bin].fetch_add(v, Ordering::Relaxed);
             }
         }
+        self.live_blocks.store(0, Ordering::Relaxed);
+        self.live_bytes.store(0, Ordering::Relaxed);
         self.flush_live(global);
     }
 
@@ -168,64 +222,6 @@ impl HeapCounters {
 impl Default for HeapCounters {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// A `fmt::Write` into a fixed buffer, for printing without allocating. Output past the end of
-/// the buffer is dropped.
-pub struct FixedBuf<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> FixedBuf<N> {
-    /// An empty buffer.
-    pub const fn new() -> Self {
-        FixedBuf {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-    /// The bytes written so far.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-    /// Forgets what was written.
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-}
-
-impl<const N: usize> Default for FixedBuf<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> Write for FixedBuf<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(N - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
-/// Writes `bytes` in a human unit (B, KiB, MiB, GiB).
-pub struct Bytes(pub u64);
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        if b < 1024 {
-            write!(f, "{b} B")
-        } else if b < 1024 * 1024 {
-            write!(f, "{}.{} KiB", b / 1024, b % 1024 * 10 / 1024)
-        } else if b < 1024 * 1024 * 1024 {
-            write!(f, "{}.{} MiB", b >> 20, ((b & 0xfffff) * 10) >> 20)
-        } else {
-            write!(f, "{}.{} GiB", b >> 30, ((b & 0x3fff_ffff) * 10) >> 30)
-        }
     }
 }
 
@@ -259,6 +255,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::fmt::FixedBuf;
 
     #[test]
     fn json_is_one_line_with_bins() {
@@ -281,9 +278,15 @@ mod tests {
     }
 
     #[test]
-    fn bytes_are_human() {
-        let mut buf = FixedBuf::<64>::new();
-        write!(buf, "{} {} {}", Bytes(12), Bytes(1536), Bytes(3 << 20)).unwrap();
-        assert_eq!(buf.as_bytes(), b"12 B 1.5 KiB 3.0 MiB");
+    fn fields_round_trip_by_name() {
+        let mut s = Snapshot::default();
+        for (i, name) in Snapshot::FIELDS.iter().enumerate() {
+            assert!(s.set_field(name, i as u64 + 1), "{name}");
+        }
+        for (i, name) in Snapshot::FIELDS.iter().enumerate() {
+            assert_eq!(s.field(name), Some(i as u64 + 1), "{name}");
+        }
+        assert!(!s.set_field("no_such_counter", 1));
+        assert_eq!(s.field("bins"), None);
     }
 }

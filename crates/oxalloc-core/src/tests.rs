@@ -4,113 +4,111 @@
 //! blocks to other threads through channels, as the API allows), and passes the allocator only
 //! pointers it returned, except where a test checks that a bad pointer is refused.
 
-use crate::free::NO_THREAD;
-use crate::heap::Heap;
-use crate::os::{Mapping, Os, OS_PAGE};
-use crate::segment::{SEGMENT_SHIFT, SEGMENT_SIZE};
-use crate::sync::{AtomicUsize, Ordering, SpinLock};
-use crate::Global;
-use core::ptr::NonNull;
+use crate::arena::Arena;
+use crate::heap::{Heap, HeapRegistry};
+use crate::region::FixedRegion;
+use crate::segment::owner::NO_THREAD;
+use crate::segment::SEGMENT_SIZE;
+use crate::util::sync::{AtomicUsize, Ordering};
 use std::boxed::Box;
 use std::vec::Vec;
 
-/// A source that carves 4 MiB units out of one region taken at start, tracking them in a bitmap.
-/// It counts the units in use so tests can see memory go back.
-pub struct FixedRegion {
-    base: usize,
-    units: usize,
-    used: SpinLock<u128>,
-    pub in_use: AtomicUsize,
-    pub purged: AtomicUsize,
+/// The process-wide state of one test allocator: an arena over a fixed region and a registry.
+struct G {
+    arena: &'static Arena<FixedRegion>,
+    heaps: &'static HeapRegistry<FixedRegion>,
+    os: &'static FixedRegion,
 }
 
-impl FixedRegion {
-    pub fn new(units: usize) -> Self {
-        assert!(units <= 128);
-        let layout =
-            std::alloc::Layout::from_size_align(units * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
-        // SAFETY: non-zero size.
-        let base = unsafe { std::alloc::alloc(layout) } as usize;
-        assert!(base != 0);
-        FixedRegion {
-            base,
-            units,
-            used: SpinLock::new(0),
-            in_use: AtomicUsize::new(0),
-            purged: AtomicUsize::new(0),
-        }
+impl G {
+    unsafe fn free(&self, p: *mut u8, tid: usize) {
+        // SAFETY: the test's contract (see the module comment).
+        unsafe { crate::free::free(self.arena, p, tid) }
+    }
+    unsafe fn usable_size(&self, p: *const u8) -> usize {
+        // SAFETY: as above.
+        unsafe { crate::alloc::usable_size(self.arena, p) }
+    }
+    /// A snapshot from a thread that owns none of the heaps.
+    fn snapshot(&self) -> crate::Snapshot {
+        // SAFETY: no heap is walked as our own.
+        unsafe { crate::visit::snapshot(self.arena, self.heaps, None) }
+    }
+    /// A snapshot that walks `own`, a heap the calling thread drives.
+    fn snapshot_own(&self, own: &Heap<FixedRegion>) -> crate::Snapshot {
+        // SAFETY: the test drives `own` from this thread.
+        unsafe { crate::visit::snapshot(self.arena, self.heaps, Some(own)) }
+    }
+    unsafe fn destroy_heap(&self, h: *mut Heap<FixedRegion>) {
+        // SAFETY: as above.
+        unsafe { crate::heap_life::destroy(self.heaps, h) }
+    }
+    fn trim(&self) -> usize {
+        self.arena.trim()
     }
 }
 
-// SAFETY: units are handed out once until returned; the region is never freed.
-unsafe impl Os for FixedRegion {
-    fn map(&self, size: usize, align: usize) -> Option<Mapping> {
-        assert!(align <= SEGMENT_SIZE);
-        let n = size.div_ceil(SEGMENT_SIZE);
-        let mut used = self.used.lock();
-        let mask = if n == 128 {
-            u128::MAX
-        } else {
-            (1u128 << n) - 1
-        };
-        for first in 0..=self.units.checked_sub(n)? {
-            if *used & (mask << first) == 0 {
-                *used |= mask << first;
-                self.in_use.fetch_add(n, Ordering::Relaxed);
-                let ptr = (self.base + (first << SEGMENT_SHIFT)) as *mut u8;
-                // Reused memory is not zero: say so, and make it visibly dirty.
-                // SAFETY: the units are ours now.
-                unsafe { core::ptr::write_bytes(ptr, 0xAB, size.min(OS_PAGE)) };
-                return Some(Mapping {
-                    ptr: NonNull::new(ptr)?,
-                    zeroed: false,
-                });
-            }
-        }
-        None
+/// The old method-call style of the tests, on top of the `alloc` functions.
+trait HeapCalls {
+    unsafe fn malloc(&mut self, size: usize) -> *mut u8;
+    unsafe fn malloc_zeroed(&mut self, size: usize) -> *mut u8;
+    unsafe fn malloc_aligned(&mut self, size: usize, align: usize, zero: bool) -> *mut u8;
+    unsafe fn realloc(&mut self, p: *mut u8, size: usize) -> *mut u8;
+    fn validate(&self);
+}
+
+impl HeapCalls for Heap<FixedRegion> {
+    unsafe fn malloc(&mut self, size: usize) -> *mut u8 {
+        // SAFETY: the test's contract.
+        unsafe { crate::alloc::malloc(self, size) }
     }
-    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
-        let n = size.div_ceil(SEGMENT_SIZE);
-        let first = (ptr.as_ptr() as usize - self.base) >> SEGMENT_SHIFT;
-        let mask = if n == 128 {
-            u128::MAX
-        } else {
-            (1u128 << n) - 1
-        };
-        let mut used = self.used.lock();
-        assert_eq!(
-            *used & (mask << first),
-            mask << first,
-            "unmap of unmapped units"
-        );
-        *used &= !(mask << first);
-        self.in_use.fetch_sub(n, Ordering::Relaxed);
+    unsafe fn malloc_zeroed(&mut self, size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { crate::alloc::malloc_zeroed(self, size) }
     }
-    unsafe fn purge(&self, _ptr: NonNull<u8>, size: usize) -> bool {
-        self.purged.fetch_add(size, Ordering::Relaxed);
-        false
+    unsafe fn malloc_aligned(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { crate::alloc::malloc_aligned(self, size, align, zero) }
     }
-    fn random(&self) -> usize {
-        0x9E37_79B9_7F4A_7C15
+    unsafe fn realloc(&mut self, p: *mut u8, size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { crate::alloc::realloc(self, p, size) }
     }
-    fn now_ms(&self) -> u64 {
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_millis() as u64
+    fn validate(&self) {
+        // SAFETY: each test drives its heaps from the thread that uses them.
+        unsafe { crate::validate::check_heap(self) }
     }
-    fn fatal(&self, what: &str, ptr: usize) -> ! {
-        panic!("{what}: {ptr:#x}");
-    }
+}
+
+fn test_clock() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 unsafe fn no_binding() -> *mut Heap<FixedRegion> {
     core::ptr::null_mut()
 }
 
-fn global(units: usize) -> &'static Global<FixedRegion> {
-    Box::leak(Box::new(Global::new(FixedRegion::new(units), no_binding)))
+/// A fresh allocator over a region of `units` segments (leaked: tests are short-lived).
+fn global(units: usize) -> G {
+    let layout =
+        std::alloc::Layout::from_size_align(units * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+    // SAFETY: non-zero size.
+    let base = unsafe { std::alloc::alloc(layout) };
+    assert!(!base.is_null());
+    // SAFETY: the region is ours alone and never freed; the allocator does not know it reads
+    // as zero, so it clears what it must.
+    let region = unsafe { FixedRegion::new(base, units * SEGMENT_SIZE, false) }
+        .with_clock_and_seed(test_clock, 0x9E37_79B9_7F4A_7C15u64 as usize);
+    let arena: &'static Arena<FixedRegion> = Box::leak(Box::new(Arena::new(region)));
+    G {
+        arena,
+        heaps: Box::leak(Box::new(HeapRegistry::new())),
+        os: &arena.os,
+    }
 }
 
 static NEXT_TID: AtomicUsize = AtomicUsize::new(0x1000);
@@ -119,10 +117,10 @@ static NEXT_TID: AtomicUsize = AtomicUsize::new(0x1000);
 const POOL_UNITS: usize = 1;
 
 #[allow(clippy::mut_from_ref)]
-fn heap(g: &'static Global<FixedRegion>) -> &'static mut Heap<FixedRegion> {
+fn heap(g: &G) -> &'static mut Heap<FixedRegion> {
     let tid = NEXT_TID.fetch_add(16, Ordering::Relaxed);
-    // SAFETY: create_heap returns a valid heap bound to `tid`, used by one thread in the tests.
-    unsafe { &mut *g.create_heap(tid) }
+    // SAFETY: create returns a valid heap bound to `tid`, used by one thread in the tests.
+    unsafe { &mut *crate::heap_life::create(g.heaps, g.arena, no_binding, tid) }
 }
 
 fn fill(p: *mut u8, n: usize, tag: u8) {
@@ -138,7 +136,7 @@ fn check(p: *const u8, n: usize, tag: u8) {
 
 #[test]
 fn malloc_free_many_sizes_reuses_memory() {
-    let g = global(32);
+    let g = &global(32);
     let h = heap(g);
     let sizes = [
         0usize, 1, 8, 16, 17, 100, 128, 129, 1000, 1024, 1025, 4000, 8192, 9000, 65536, 131072,
@@ -167,7 +165,7 @@ fn malloc_free_many_sizes_reuses_memory() {
         for &(p, _, _) in &blocks {
             unsafe { g.free(p, h.thread_id) };
         }
-        let s = g.snapshot();
+        let s = g.snapshot_own(h);
         assert_eq!(s.live_bytes, 0, "round {round}");
         assert_eq!(s.allocations, 2000 * (round + 1));
         assert_eq!(s.frees, s.allocations);
@@ -183,7 +181,7 @@ fn malloc_free_many_sizes_reuses_memory() {
 
 #[test]
 fn remote_frees_come_back_to_the_owner() {
-    let g = global(16);
+    let g = &global(16);
     let owner = heap(g);
     let tid = owner.thread_id;
     let ptrs: Vec<usize> = (0..10_000)
@@ -197,7 +195,7 @@ fn remote_frees_come_back_to_the_owner() {
             }
         });
     });
-    assert_eq!(g.snapshot().live_bytes, 0);
+    assert_eq!(g.snapshot_own(owner).live_bytes, 0);
     // The owner reuses the same blocks instead of mapping more.
     let mapped = g.os.in_use.load(Ordering::Relaxed);
     let again: Vec<usize> = (0..10_000)
@@ -217,7 +215,7 @@ fn remote_frees_come_back_to_the_owner() {
 
 #[test]
 fn abandoned_segments_are_reclaimed() {
-    let g = global(16);
+    let g = &global(16);
     let first = heap(g);
     let kept: Vec<usize> = (0..5000)
         .map(|_| unsafe { first.malloc(200) } as usize)
@@ -250,7 +248,7 @@ fn abandoned_segments_are_reclaimed() {
 
 #[test]
 fn aligned_blocks_are_aligned_and_freeable() {
-    let g = global(32);
+    let g = &global(32);
     let h = heap(g);
     for align_log in 4..=21 {
         let align = 1usize << align_log;
@@ -278,7 +276,7 @@ fn aligned_blocks_are_aligned_and_freeable() {
 
 #[test]
 fn huge_blocks_map_cache_and_unmap() {
-    let g = global(16);
+    let g = &global(16);
     let h = heap(g);
     let p = unsafe { h.malloc(10 << 20) };
     assert!(!p.is_null());
@@ -310,7 +308,7 @@ fn huge_blocks_map_cache_and_unmap() {
 
 #[test]
 fn realloc_keeps_contents_across_classes() {
-    let g = global(16);
+    let g = &global(16);
     let h = heap(g);
     let mut p = unsafe { h.malloc(1) };
     fill(p, 1, 0x5A);
@@ -336,7 +334,7 @@ fn realloc_keeps_contents_across_classes() {
 #[test]
 #[should_panic(expected = "double free")]
 fn double_free_is_detected() {
-    let g = global(4);
+    let g = &global(4);
     let h = heap(g);
     let a = unsafe { h.malloc(32) };
     let _b = unsafe { h.malloc(32) };
@@ -347,7 +345,7 @@ fn double_free_is_detected() {
 #[test]
 #[should_panic(expected = "invalid pointer")]
 fn foreign_pointer_is_detected() {
-    let g = global(4);
+    let g = &global(4);
     let x = Box::new(5u64);
     unsafe { g.free(Box::into_raw(x).cast(), NO_THREAD) };
 }
@@ -355,7 +353,7 @@ fn foreign_pointer_is_detected() {
 #[test]
 #[should_panic(expected = "invalid pointer")]
 fn interior_pointer_is_detected() {
-    let g = global(4);
+    let g = &global(4);
     let h = heap(g);
     let a = unsafe { h.malloc(64) };
     // Not the owner, so the generic path validates the pointer.
@@ -364,7 +362,7 @@ fn interior_pointer_is_detected() {
 
 #[test]
 fn many_threads_cross_free_without_losing_blocks() {
-    let g = global(64);
+    let g = &global(64);
     const THREADS: usize = 4;
     const ROUNDS: usize = 20;
     let (tx, rx): (Vec<_>, Vec<_>) = (0..THREADS)
@@ -410,7 +408,7 @@ fn random_replacement_keeps_the_heap_consistent() {
     // Many pages per size class and frees spread over all of them: pages go to the full queue
     // and come back, and the direct table must follow the queue heads (when it did not, every
     // malloc of the class took the slow path).
-    let g = global(32);
+    let g = &global(32);
     let h = heap(g);
     let mut slots = std::vec![core::ptr::null_mut::<u8>(); 4000];
     let mut seed = 7u64;
@@ -453,7 +451,7 @@ fn huge_spans_come_in_a_few_sizes() {
 fn snapshots_while_another_thread_allocates() {
     // A snapshot walks other threads' free lists while they change under it (statistics are
     // approximate then); it must never follow a link out of the page it is walking.
-    let g = global(32);
+    let g = &global(32);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -13,8 +13,8 @@
 
 use core::ptr::{self, NonNull};
 use oxalloc_core::os::{Mapping, OS_PAGE};
-use oxalloc_core::size_class::align_up;
-use oxalloc_core::sync::SpinLock;
+use oxalloc_core::util::align::align_up;
+use oxalloc_core::util::sync::SpinLock;
 
 /// Header written at the start of a free span.
 #[repr(C)]

@@ -2,7 +2,7 @@
 //! aborting with a message, random words.
 
 use core::fmt::Write;
-use oxalloc_core::stats::FixedBuf;
+use oxalloc_core::util::fmt::FixedBuf;
 
 /// Writes all of `msg` to standard error, retrying short writes; errors are ignored.
 pub fn write_stderr(msg: &[u8]) {

@@ -5,12 +5,11 @@
 //! loader or another library's constructor, before ours runs) does it. A constructor in
 //! `.init_array` reads the options again, in case the first call came before `environ` was set.
 
-use crate::GLOBAL;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU8, Ordering};
 use oxalloc_core::options::{self, Opt};
-use oxalloc_core::stats::FixedBuf;
-use oxalloc_core::sync::SpinLock;
+use oxalloc_core::util::fmt::FixedBuf;
+use oxalloc_core::util::sync::SpinLock;
 use oxalloc_os::sys;
 
 const UNINIT: u8 = 0;
@@ -36,7 +35,7 @@ pub fn process_init() {
         .is_ok()
     {
         read_options();
-        oxalloc_core::sync::set_yield(sys::yield_now);
+        oxalloc_core::util::sync::set_yield(sys::yield_now);
         crate::thread::create_exit_key();
         STATE.store(READY, Ordering::Release);
     } else {
@@ -96,7 +95,7 @@ extern "C" fn on_exit() {
     if !show && !report {
         return;
     }
-    let s = GLOBAL.snapshot();
+    let s = crate::stats();
     if show {
         let mut buf = FixedBuf::<1024>::new();
         let _ = s.write_text(&mut buf);

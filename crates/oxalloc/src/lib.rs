@@ -34,9 +34,10 @@ pub mod thread;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ptr;
+use oxalloc_core::alloc as core_alloc;
 use oxalloc_core::size_class::ALIGN;
-pub use oxalloc_core::stats::{Bytes, FixedBuf};
-pub use oxalloc_core::{options, size_class, Global, Snapshot};
+pub use oxalloc_core::util::fmt::{Bytes, FixedBuf};
+pub use oxalloc_core::{options, size_class, Arena, HeapRegistry, Snapshot};
 use oxalloc_os::OsSource;
 use thread::ThreadHeap;
 
@@ -45,8 +46,11 @@ pub use init::peak_rss_bytes;
 /// The memory source of this process.
 pub type Source = OsSource;
 
-/// The process-wide allocator state.
-pub static GLOBAL: Global<Source> = Global::new(OsSource::new(), thread::bind_thread);
+/// The process-wide memory layer.
+pub static ARENA: Arena<Source> = Arena::new(OsSource::new());
+
+/// The registry of the process's thread heaps.
+pub static HEAPS: HeapRegistry<Source> = HeapRegistry::new();
 
 /// The heap every thread starts with: it has no pages, so the first allocation takes the slow
 /// path and binds a real heap.
@@ -57,7 +61,7 @@ unsafe impl Sync for SentinelHeap {}
 
 /// See [`SentinelHeap`].
 pub static SENTINEL: SentinelHeap =
-    SentinelHeap(UnsafeCell::new(oxalloc_core::Heap::sentinel(&GLOBAL)));
+    SentinelHeap(UnsafeCell::new(oxalloc_core::Heap::sentinel(&ARENA, thread::bind_thread)));
 
 /// Address of the sentinel heap.
 #[inline(always)]
@@ -72,7 +76,7 @@ pub fn sentinel() -> *mut ThreadHeap {
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     // SAFETY: `current()` is this thread's heap (or the sentinel, which only reads).
-    unsafe { (*thread::current()).malloc(size) }
+    unsafe { core_alloc::malloc(&mut *thread::current(), size) }
 }
 
 /// The malloc fast path alone: null when the slow path is needed (see [`malloc_slow`]).
@@ -82,7 +86,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { (*thread::current()).malloc_fast(size) }
+    unsafe { core_alloc::malloc_fast(&mut *thread::current(), size) }
 }
 
 /// The malloc slow path (binding the thread, refilling pages, huge blocks).
@@ -93,7 +97,7 @@ pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
 #[cold]
 pub unsafe fn malloc_slow(size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { (*thread::current()).malloc_slow(size) }
+    unsafe { core_alloc::malloc_slow(&mut *thread::current(), size) }
 }
 
 /// Frees a block from [`malloc`] and friends; null is ignored. Invalid and double frees that can
@@ -104,7 +108,7 @@ pub unsafe fn malloc_slow(size: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     // SAFETY: per the contract; the thread id is the caller's.
-    unsafe { GLOBAL.free(p, thread::thread_id()) }
+    unsafe { oxalloc_core::free::free(&ARENA, p, thread::thread_id()) }
 }
 
 /// Allocates `size` zeroed bytes (fresh memory from the OS is not cleared again).
@@ -113,7 +117,7 @@ pub unsafe fn free(p: *mut u8) {
 /// As for [`malloc`].
 pub unsafe fn malloc_zeroed(size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { (*thread::current()).malloc_zeroed(size) }
+    unsafe { core_alloc::malloc_zeroed(&mut *thread::current(), size) }
 }
 
 /// Allocates `size` bytes aligned to `align`, a power of two of at most 2 MiB; zeroed if
@@ -123,7 +127,7 @@ pub unsafe fn malloc_zeroed(size: usize) -> *mut u8 {
 /// As for [`malloc`]; `align` is a power of two.
 pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { (*thread::current()).malloc_aligned(size, align, zero) }
+    unsafe { core_alloc::malloc_aligned(&mut *thread::current(), size, align, zero) }
 }
 
 /// Resizes a block, keeping its contents; in place when possible. Null on failure, with the
@@ -133,7 +137,7 @@ pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// `p` is null or a live block from this allocator.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`, and per the contract.
-    unsafe { (*thread::current()).realloc(p, size) }
+    unsafe { core_alloc::realloc(&mut *thread::current(), p, size) }
 }
 
 /// Bytes usable in the block at `p` (at least the size asked for, all writable).
@@ -142,17 +146,22 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// `p` is null or a live block from this allocator.
 pub unsafe fn usable_size(p: *const u8) -> usize {
     // SAFETY: per the contract.
-    unsafe { GLOBAL.usable_size(p) }
+    unsafe { core_alloc::usable_size(&ARENA, p) }
 }
 
-/// A snapshot of the allocator's statistics.
+/// A snapshot of the allocator's statistics: exact for the calling thread's heap and for the
+/// memory of threads that have exited; other running threads' heaps count as of their last
+/// slow path.
 pub fn stats() -> Snapshot {
-    GLOBAL.snapshot()
+    let own = thread::current();
+    let own = (own != sentinel()).then_some(own as *const ThreadHeap);
+    // SAFETY: `own` is the calling thread's heap.
+    unsafe { oxalloc_core::visit::snapshot(&ARENA, &HEAPS, own) }
 }
 
 /// Returns cached free segments to the OS; the number of bytes released.
 pub fn trim() -> usize {
-    GLOBAL.trim()
+    ARENA.trim()
 }
 
 /// oxalloc as Rust's global allocator.

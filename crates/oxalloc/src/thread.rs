@@ -7,7 +7,8 @@
 //! `malloc` needs no "initialised?" test: it simply misses and lands in the slow path, which
 //! calls [`bind_thread`].
 
-use crate::{Source, GLOBAL};
+use crate::{Source, ARENA, HEAPS};
+use oxalloc_core::heap_life;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use oxalloc_core::Heap;
 
@@ -125,7 +126,7 @@ pub(crate) fn create_exit_key() {
 /// Gives the calling thread a heap of its own. Reached from the sentinel's slow path.
 pub(crate) unsafe fn bind_thread() -> *mut ThreadHeap {
     crate::init::process_init();
-    let heap = GLOBAL.create_heap(thread_id());
+    let heap = heap_life::create(&HEAPS, &ARENA, bind_thread, thread_id());
     if heap.is_null() {
         return heap;
     }
@@ -150,26 +151,29 @@ unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
     }
     slot::set(crate::sentinel());
     // SAFETY: the key's value is the heap this thread created and nothing uses it any more.
-    unsafe { GLOBAL.destroy_heap(heap) };
+    unsafe { heap_life::destroy(&HEAPS, heap) };
 }
 
 extern "C" fn fork_prepare() {
-    GLOBAL.lock_for_fork();
-    GLOBAL.os.lock_for_fork();
+    HEAPS.lock_for_fork();
+    ARENA.lock_for_fork();
+    ARENA.os.lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks.
     unsafe {
-        GLOBAL.os.unlock_after_fork();
-        GLOBAL.unlock_after_fork();
+        ARENA.os.unlock_after_fork();
+        ARENA.unlock_after_fork();
+        HEAPS.unlock_after_fork();
     }
 }
 
 extern "C" fn fork_child() {
     // SAFETY: fork_prepare took these locks in the parent; the child has one thread.
     unsafe {
-        GLOBAL.os.unlock_after_fork();
-        GLOBAL.unlock_after_fork();
+        ARENA.os.unlock_after_fork();
+        ARENA.unlock_after_fork();
+        HEAPS.unlock_after_fork();
     }
 }

@@ -1,8 +1,57 @@
 //! Synchronisation primitives that never allocate: the only lock in the allocator is this spin
-//! lock, and it guards slow, rare work (span cache, abandoned segments, heap registry).
-//! Atomics are imported from here so the whole core uses one set.
+//! lock, and it guards slow, rare work (span cache, abandoned segments, registries).
+//! Atomics are imported from here so the whole core uses one set (and a model checker could
+//! swap them in one place).
+//!
+//! Targets without 64-bit atomics (such as `thumbv7em-none-eabi`) get an [`AtomicU64`] with the
+//! same interface over a word-sized atomic: statistics counters then wrap at 2^32.
 
-pub use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+#[cfg(target_has_atomic = "64")]
+pub use core::sync::atomic::AtomicU64;
+pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+#[cfg(not(target_has_atomic = "64"))]
+pub use narrow::AtomicU64;
+
+#[cfg(not(target_has_atomic = "64"))]
+mod narrow {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A counter with `AtomicU64`'s interface over a word-sized atomic (values wrap at the word
+    /// size), for targets without 64-bit atomics.
+    #[derive(Default)]
+    pub struct AtomicU64(AtomicUsize);
+
+    impl AtomicU64 {
+        /// A new counter.
+        pub const fn new(v: u64) -> Self {
+            AtomicU64(AtomicUsize::new(v as usize))
+        }
+        /// Loads the value.
+        pub fn load(&self, o: Ordering) -> u64 {
+            self.0.load(o) as u64
+        }
+        /// Stores a value.
+        pub fn store(&self, v: u64, o: Ordering) {
+            self.0.store(v as usize, o)
+        }
+        /// Swaps in a value.
+        pub fn swap(&self, v: u64, o: Ordering) -> u64 {
+            self.0.swap(v as usize, o) as u64
+        }
+        /// Adds, returning the previous value.
+        pub fn fetch_add(&self, v: u64, o: Ordering) -> u64 {
+            self.0.fetch_add(v as usize, o) as u64
+        }
+        /// Subtracts, returning the previous value.
+        pub fn fetch_sub(&self, v: u64, o: Ordering) -> u64 {
+            self.0.fetch_sub(v as usize, o) as u64
+        }
+        /// Stores the maximum, returning the previous value.
+        pub fn fetch_max(&self, v: u64, o: Ordering) -> u64 {
+            self.0.fetch_max(v as usize, o) as u64
+        }
+    }
+}
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};

@@ -1,0 +1,305 @@
+//! The arena: the process-wide memory layer under the thread heaps. It owns the memory source,
+//! the span cache (with its purge schedule), the registry of segments that statistics and heap
+//! walks read, and the list of abandoned segments; it is where a segment's life begins
+//! (acquired from the cache or the source, set up, registered) and ends (unregistered, cached,
+//! purged, unmapped).
+//!
+//! Everything here is reached from slow paths only, behind two spin locks that never allocate
+//! and under which no system call is made: `cache` (the span cache) and `segments` (registry
+//! and abandoned list).
+//!
+//! Invariants:
+//! - a segment is in `registry` and in [`SEGMENT_MAP`] from [`Arena::alloc_segment`] (or huge
+//!   set-up) until [`Arena::free_segment`] (or huge free);
+//! - a segment is in `abandoned` iff its `thread_id` is [`owner::NONE`] and it is registered;
+//! - `counters.mapped_bytes` is the sum of the sizes of the mappings the arena holds (live
+//!   segments, huge blocks and cached spans).
+
+use crate::options::{self, Opt};
+use crate::os::{Mapping, Os};
+use crate::segment::{owner, InOwnerList, InRegistry, Segment, SegmentKind, SEGMENT_MAP, SEGMENT_SIZE};
+use crate::span_cache::{Span, SpanCache, CACHE_SPAN_MAX};
+use crate::stats::GlobalCounters;
+use crate::util::list::List;
+use crate::util::sync::{AtomicUsize, Ordering, SpinLock};
+use core::ptr::{self, NonNull};
+
+/// The registry of segments and the abandoned ones, under one lock.
+pub struct SegmentLists {
+    registry: List<Segment, InRegistry>,
+    abandoned: List<Segment, InOwnerList>,
+}
+
+// SAFETY: the lists hold segments whose ownership the lock hands over; no thread-bound data.
+unsafe impl Send for SegmentLists {}
+
+/// The process-wide memory layer, generic over where memory comes from.
+pub struct Arena<S: Os + 'static> {
+    /// The memory source.
+    pub os: S,
+    /// Process-wide counters.
+    pub counters: GlobalCounters,
+    /// The process secret that keys derive from (0 until first asked for).
+    secret: AtomicUsize,
+    cache: SpinLock<SpanCache>,
+    segments: SpinLock<SegmentLists>,
+}
+
+// SAFETY: all mutable state is behind spin locks or atomics; raw pointers in it refer to
+// segments whose ownership the locks hand over.
+unsafe impl<S: Os + 'static> Sync for Arena<S> {}
+// SAFETY: as above.
+unsafe impl<S: Os + 'static> Send for Arena<S> {}
+
+impl<S: Os + 'static> Arena<S> {
+    /// A new arena over `os`; nothing is mapped until asked.
+    pub const fn new(os: S) -> Self {
+        Arena {
+            os,
+            counters: GlobalCounters::new(),
+            secret: AtomicUsize::new(0),
+            cache: SpinLock::new(SpanCache::new()),
+            segments: SpinLock::new(SegmentLists {
+                registry: List::new(),
+                abandoned: List::new(),
+            }),
+        }
+    }
+
+    /// The process secret (one random word from the source, drawn on first use; never zero).
+    pub fn secret(&self) -> usize {
+        let s = self.secret.load(Ordering::Relaxed);
+        if s != 0 {
+            return s;
+        }
+        let new = self.os.random() | 1;
+        match self
+            .secret
+            .compare_exchange(0, new, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => new,
+            Err(won) => won,
+        }
+    }
+
+    /// Maps `size` bytes aligned to a segment and counts them.
+    pub(crate) fn map(&self, size: usize) -> Option<Mapping> {
+        let m = self.os.map(size, SEGMENT_SIZE)?;
+        let c = &self.counters;
+        GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, size as u64);
+        Some(m)
+    }
+
+    /// Returns mapped memory to the source and uncounts it.
+    ///
+    /// # Safety
+    /// `at..at+size` is a mapping from [`Arena::map`] that nothing uses.
+    pub(crate) unsafe fn unmap(&self, at: *mut u8, size: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.os.unmap(NonNull::new_unchecked(at), size) };
+        GlobalCounters::gauge_sub(&self.counters.mapped_bytes, size as u64);
+    }
+
+    /// Registers a freshly set-up segment in the segment map and the registry. False (and
+    /// nothing registered) if its address is outside the map.
+    pub(crate) fn register(&self, seg: *mut Segment) -> bool {
+        if !SEGMENT_MAP.insert(seg) {
+            return false;
+        }
+        // SAFETY: `seg` is a valid segment in no registry.
+        unsafe { self.segments.lock().registry.push_front(seg) };
+        self.counters.segments.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Removes a segment from the segment map and the registry.
+    pub(crate) fn unregister(&self, seg: *mut Segment) {
+        SEGMENT_MAP.remove(seg);
+        // SAFETY: `seg` is registered.
+        unsafe { self.segments.lock().registry.remove(seg) };
+        self.counters.segments.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Calls `f` on every registered segment, under the registry lock (so none is released
+    /// meanwhile). `f` must not allocate nor call back into the arena.
+    pub fn for_each_segment(&self, mut f: impl FnMut(*mut Segment)) {
+        let lists = self.segments.lock();
+        let mut seg = lists.registry.first();
+        while !seg.is_null() {
+            f(seg);
+            // SAFETY: `seg` is registered; the lock keeps the registry unchanged.
+            seg = unsafe { List::<Segment, InRegistry>::next(seg) };
+        }
+    }
+
+    /// Calls `f` on every abandoned segment, under the lock that reclaiming takes, so nobody
+    /// changes them meanwhile except for remote frees (atomic pushes on `thread_free`). The
+    /// thread that abandoned a segment wrote its pages before releasing this lock, so `f` may
+    /// read them. `f` must not allocate nor call back into the arena.
+    pub fn for_each_abandoned(&self, mut f: impl FnMut(*mut Segment)) {
+        let lists = self.segments.lock();
+        let mut seg = lists.abandoned.first();
+        while !seg.is_null() {
+            f(seg);
+            // SAFETY: `seg` is in the abandoned list, which the lock keeps unchanged.
+            seg = unsafe { List::<Segment, InOwnerList>::next(seg) };
+        }
+    }
+
+    /// Takes the smallest cached span of at least `min` bytes, after letting the cache decay.
+    /// A larger span is taken whole: its slack lets the block grow in place, its dirty pages
+    /// (at most the cache's dirty limit) are reused rather than faulted in anew, and a purged
+    /// span costs address space only.
+    pub(crate) fn cache_take(&self, min: usize) -> Option<Span> {
+        let span = self.cache.lock().take(min, usize::MAX);
+        self.decay();
+        span
+    }
+
+    /// Gives a span back: cached for reuse (dirty, purged later), or unmapped if it is too large
+    /// or the cache is disabled. No system call is made while the cache is locked.
+    ///
+    /// # Safety
+    /// The span is a mapping of `size` bytes from [`Arena::map`] that nothing uses.
+    pub(crate) unsafe fn cache_put(&self, ptr: *mut u8, size: usize) {
+        let limit = options::get(Opt::SpanCache);
+        if size > CACHE_SPAN_MAX || limit == 0 {
+            // SAFETY: per the contract.
+            return unsafe { self.unmap(ptr, size) };
+        }
+        let span = Span {
+            ptr: ptr as usize,
+            size,
+            freed_at: self.os.now_ms(),
+            purged: false,
+            zeroed: false,
+        };
+        // SAFETY: the span is ours and unused.
+        unsafe { self.cache_insert(span) };
+        self.decay();
+    }
+
+    /// Inserts a span, unmapping (outside the lock) whatever the cache's limits push out.
+    unsafe fn cache_insert(&self, span: Span) {
+        let limit = options::get(Opt::SpanCache);
+        let mut evicted = self.cache.lock().insert(span, limit);
+        while let Some(old) = evicted {
+            // SAFETY: evicted spans are unused mappings, out of the cache.
+            unsafe { self.unmap(old.ptr as *mut u8, old.size) };
+            evicted = self.cache.lock().evict_over(limit);
+        }
+    }
+
+    /// Purges the cached spans that have waited out the purge delay (or while too many bytes are
+    /// dirty). Each is taken out of the cache for its `madvise`, so no thread can reuse it
+    /// meanwhile and the lock is not held across the system call.
+    fn decay(&self) {
+        let now = self.os.now_ms();
+        let delay = options::get(Opt::PurgeDelay) as u64;
+        loop {
+            let Some(mut span) = self.cache.lock().take_due(now, delay) else {
+                break;
+            };
+            // SAFETY: the span is out of the cache and unused; purging keeps it mapped.
+            span.zeroed = unsafe {
+                self.os
+                    .purge(NonNull::new_unchecked(span.ptr as *mut u8), span.size)
+            };
+            span.purged = true;
+            self.counters
+                .purged_bytes
+                .fetch_add(span.size as u64, Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { self.cache_insert(span) };
+        }
+    }
+
+    /// A new segment of `kind` (small or medium), from the cache or the source, set up and
+    /// registered, owned by nobody yet. Null when out of memory.
+    pub(crate) fn alloc_segment(&self, kind: SegmentKind) -> *mut Segment {
+        debug_assert!(kind != SegmentKind::Huge);
+        let (at, size, zeroed) = match self.cache_take(SEGMENT_SIZE) {
+            Some(span) => (span.ptr as *mut u8, span.size, span.zeroed),
+            None => match self.map(SEGMENT_SIZE) {
+                Some(m) => (m.ptr.as_ptr(), SEGMENT_SIZE, m.zeroed),
+                None => return ptr::null_mut(),
+            },
+        };
+        // SAFETY: `at` is a segment-aligned range of at least SEGMENT_SIZE bytes that we own.
+        let seg = unsafe { Segment::init(at, kind, size, zeroed) };
+        if !self.register(seg) {
+            // SAFETY: the mapping is ours and unused.
+            unsafe { self.unmap(at, size) };
+            return ptr::null_mut();
+        }
+        seg
+    }
+
+    /// Takes back a small or medium segment with no page in use, into the span cache.
+    ///
+    /// # Safety
+    /// The caller owns `seg`, a registered segment with no page in use, in no owner list.
+    pub(crate) unsafe fn free_segment(&self, seg: *mut Segment) {
+        // SAFETY: the caller owns `seg`, which holds no live block.
+        unsafe {
+            debug_assert_eq!((*seg).used_pages, 0);
+            debug_assert!((*seg).kind != SegmentKind::Huge);
+            let size = (*seg).size;
+            self.unregister(seg);
+            self.cache_put(seg.cast(), size);
+        }
+    }
+
+    /// Unmaps every cached span (`malloc_trim`). Returns the bytes released.
+    pub fn trim(&self) -> usize {
+        let mut released = 0;
+        loop {
+            // One span at a time, so the system call is made outside the lock.
+            let Some(span) = self.cache.lock().pop() else {
+                break;
+            };
+            // SAFETY: cached spans are unregistered and unused.
+            unsafe { self.unmap(span.ptr as *mut u8, span.size) };
+            released += span.size;
+        }
+        released
+    }
+
+    /// Publishes a segment of an exiting thread for others to reclaim.
+    ///
+    /// # Safety
+    /// The caller owned `seg` and gives it up: nothing of its heap refers to it any more, and it
+    /// is in no owner list.
+    pub(crate) unsafe fn push_abandoned(&self, seg: *mut Segment) {
+        // SAFETY: the segment is valid and in no owner list.
+        unsafe {
+            (*seg).thread_id.store(owner::NONE, Ordering::Release);
+            self.segments.lock().abandoned.push_front(seg);
+        }
+        self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one abandoned segment, if any; the caller becomes its only user.
+    pub(crate) fn pop_abandoned(&self) -> Option<*mut Segment> {
+        let seg = self.segments.lock().abandoned.pop_front();
+        (!seg.is_null()).then_some(seg)
+    }
+
+    /// Takes every lock, for `fork()`: the child must not inherit a lock held mid-update.
+    pub fn lock_for_fork(&self) {
+        self.segments.lock_for_fork();
+        self.cache.lock_for_fork();
+    }
+
+    /// Releases the locks taken by [`Arena::lock_for_fork`] (in the parent and in the child).
+    ///
+    /// # Safety
+    /// `lock_for_fork` was called before the fork.
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: per the contract, we hold both locks.
+        unsafe {
+            self.cache.force_unlock();
+            self.segments.force_unlock();
+        }
+    }
+}

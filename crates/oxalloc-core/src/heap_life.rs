@@ -1,0 +1,94 @@
+//! The life of a heap: created from the registry's pool when a thread first allocates (the front
+//! end's `bind` hook calls [`create`] and stores the heap in thread-local storage), and torn down
+//! at thread exit ([`destroy`]): what is free goes back to the segments, segments that still hold
+//! live blocks are abandoned for other threads to reclaim, and the struct returns to the pool.
+
+use crate::arena::Arena;
+use crate::free::drain_delayed;
+use crate::heap::{BindFn, Heap, HeapRegistry};
+use crate::os::Os;
+use crate::page::delayed;
+use crate::page_life::{collect, owned_segment_remove, release_page};
+use crate::page_queue::{PageQueue, FULL};
+use crate::segment::{owner, InOwnerList, Segment};
+use crate::util::list::List;
+use crate::util::sync::Ordering;
+
+/// A new heap for the thread `thread_id`, or null when out of memory.
+pub fn create<S: Os>(
+    registry: &'static HeapRegistry<S>,
+    arena: &'static Arena<S>,
+    bind: BindFn<S>,
+    thread_id: usize,
+) -> *mut Heap<S> {
+    debug_assert!(thread_id != owner::NONE && thread_id != owner::HUGE_LIVE);
+    registry.create(arena, bind, thread_id)
+}
+
+/// Tears a heap down and returns its struct to the pool.
+///
+/// # Safety
+/// `heap` came from [`create`] with this registry, belongs to the calling thread, and is not
+/// used again.
+pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
+    // SAFETY: per the contract, the heap is ours to tear down and then to retire.
+    unsafe {
+        abandon(&mut *heap);
+        registry.retire(heap);
+    }
+}
+
+/// Frees what is free, and hands segments that still hold live blocks to the arena's abandoned
+/// list. The heap's counters go to the global ones.
+///
+/// # Safety
+/// Called once, by the owning thread, after which the heap is not used.
+unsafe fn abandon<S: Os>(heap: &mut Heap<S>) {
+    // SAFETY: we own every page in our queues.
+    unsafe {
+        // 1. No remote thread may touch this heap once we are gone.
+        for q in 0..=FULL {
+            let mut page = heap.pages.queues[q].first();
+            while !page.is_null() {
+                (*page).set_delayed(delayed::NEVER);
+                page = PageQueue::next(page);
+            }
+        }
+        drain_delayed(heap);
+        // 2. Collect every page; release the empty ones, abandon the rest. Segments are
+        //    published only at the end: a reclaiming thread must not see pages that are
+        //    still linked in our queues.
+        let mut chain: List<Segment, InOwnerList> = List::new();
+        for q in 0..=FULL {
+            loop {
+                let page = heap.pages.queues[q].first();
+                if page.is_null() {
+                    break;
+                }
+                heap.pages.remove(page);
+                collect(heap, page);
+                (*page).set_delayed(delayed::NEVER);
+                if (*page).all_free() {
+                    release_page(heap, page);
+                    continue;
+                }
+                (*page).heap.store(0, Ordering::Release);
+                let seg = Segment::of(page.cast());
+                if (*seg).thread_id.load(Ordering::Relaxed) != owner::NONE {
+                    owned_segment_remove(heap, seg);
+                    (*seg).thread_id.store(owner::NONE, Ordering::Release);
+                    chain.push_front(seg);
+                }
+            }
+        }
+        loop {
+            let seg = chain.pop_front();
+            if seg.is_null() {
+                break;
+            }
+            heap.arena.push_abandoned(seg);
+        }
+        debug_assert!(heap.segments.iter().all(|s| s.is_empty()));
+        heap.counters.flush(&heap.arena.counters);
+    }
+}

@@ -1,0 +1,312 @@
+//! The life of a page in its heap — the malloc slow path: find a page of a size class with a
+//! free block (collect its frees, carve more blocks, move full pages aside), take a fresh page
+//! from an owned, reclaimed or new segment, give empty pages back to their segment, and move
+//! pages that got room again out of the full queue. Also where a heap takes over an abandoned
+//! segment (reclaim).
+//!
+//! Every function here is called by the heap's owning thread only.
+
+use crate::heap::{Heap, LIVE_SAMPLE_BYTES};
+use crate::os::Os;
+use crate::page::{delayed, Page, FLAG_IN_FULL};
+use crate::page_queue::PageQueue;
+use crate::segment::{Segment, SegmentKind};
+use crate::size_class::{bin_is_small, bin_size};
+use crate::util::sync::Ordering;
+use core::ptr;
+
+/// Collects a page's remote frees, ending the process if the list shows a double free.
+///
+/// # Safety
+/// The calling thread owns `page`.
+pub(crate) unsafe fn collect<S: Os>(heap: &Heap<S>, page: *mut Page) {
+    // SAFETY: the caller guarantees ownership.
+    if let Err(block) = unsafe { (*page).collect() } {
+        heap.arena.os.fatal(
+            "free(): double free detected (block freed twice by other threads)",
+            block,
+        );
+    }
+}
+
+/// Makes a page's free list non-empty if it can: collects frees, else carves new blocks.
+/// Counts the blocks made available as allocations and accounts the page's live blocks (see
+/// `stats`).
+///
+/// # Safety
+/// `page` belongs to `heap`, owned by the calling thread.
+#[inline(always)]
+pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+    // SAFETY: the caller guarantees ownership, so we have exclusive access to the page.
+    let page = unsafe { &mut *page };
+    if !page.free.is_null() {
+        return;
+    }
+    // SAFETY: we own the page and its `free` list is empty.
+    let added = unsafe {
+        collect(heap, page);
+        match page.take_local_free() {
+            0 if page.capacity < page.reserved => page.extend(),
+            n => n,
+        }
+    };
+    let c = &mut heap.counters;
+    c.add_allocations(page.bin as usize, added as u64);
+    c.add_live(page.used as i64 - page.used_accounted as i64, page.block_size);
+    page.used_accounted = page.used;
+    if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
+        c.flush_live(&heap.arena.counters);
+    }
+    #[cfg(feature = "debug-full")]
+    crate::validate::check_page(page);
+}
+
+/// Finds a page of `bin` with a free block, taking a fresh one if none has room. Returns null
+/// when the system is out of memory.
+///
+/// # Safety
+/// Called by the owning thread on a bound heap.
+pub(crate) unsafe fn find_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Page {
+    debug_assert!(!heap.is_sentinel());
+    let mut page = heap.pages.queues[bin].first();
+    while !page.is_null() {
+        // SAFETY: pages in our queues are ours.
+        unsafe {
+            let next = PageQueue::next(page);
+            refill(heap, page);
+            let announced = (*page).free.is_null();
+            if announced {
+                // Announce that remote frees must tell us, then look once more: a remote
+                // free that landed before the announcement would otherwise go unseen.
+                (*page).set_delayed(delayed::USE_DELAYED);
+                refill(heap, page);
+            }
+            if !(*page).free.is_null() {
+                if announced {
+                    (*page).set_delayed(delayed::NORMAL);
+                }
+                if page != heap.pages.queues[bin].first() {
+                    // Pages before it went to the full queue (or it was further back): it
+                    // becomes the bin's first page, which the direct table points at.
+                    heap.pages.remove(page);
+                    heap.pages.push_front(page);
+                }
+                debug_full_check(heap);
+                return page;
+            }
+            heap.pages.move_to_full(page);
+            page = next;
+        }
+    }
+    // SAFETY: called by the owner.
+    let page = unsafe { fresh_page(heap, bin) };
+    debug_full_check(heap);
+    page
+}
+
+/// Takes a page slot from an owned, reclaimed or new segment and starts it for `bin`.
+unsafe fn fresh_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Page {
+    let kind = if bin_is_small(bin) {
+        SegmentKind::Small
+    } else {
+        SegmentKind::Medium
+    };
+    // SAFETY: called by the owner.
+    let seg = unsafe { segment_with_free_slot(heap, kind) };
+    if seg.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `seg` is owned by this heap and has a free slot.
+    unsafe {
+        let index = (*seg)
+            .find_free_page()
+            .expect("segment in free list has a free slot");
+        let (start, end) = (*seg).page_area(index);
+        let page = &mut (*seg).pages[index] as *mut Page;
+        let key = heap.key ^ (page as usize).rotate_left(17);
+        let zeroed = (*seg).take_slot_zeroed(index);
+        (*page).init(bin, bin_size(bin), start, end, key, zeroed);
+        (*page)
+            .heap
+            .store(heap as *mut Heap<S> as usize, Ordering::Release);
+        (*seg).used_pages += 1;
+        if (*seg).used_pages == (*seg).page_count {
+            owned_segment_remove(heap, seg);
+        }
+        heap.pages.push_front(page);
+        refill(heap, page);
+        page
+    }
+}
+
+/// An owned segment of `kind` with a free page slot: from our list, else an abandoned one,
+/// else a new one. Null when out of memory.
+unsafe fn segment_with_free_slot<S: Os>(heap: &mut Heap<S>, kind: SegmentKind) -> *mut Segment {
+    let k = kind as usize;
+    if !heap.segments[k].is_empty() {
+        return heap.segments[k].first();
+    }
+    while let Some(seg) = heap.arena.pop_abandoned() {
+        // SAFETY: the abandoned list hands the segment to us alone.
+        unsafe { reclaim(heap, seg) };
+        if !heap.segments[k].is_empty() {
+            return heap.segments[k].first();
+        }
+    }
+    let seg = heap.arena.alloc_segment(kind);
+    if seg.is_null() {
+        return seg;
+    }
+    // SAFETY: the segment is new and ours.
+    unsafe {
+        (*seg).thread_id.store(heap.thread_id, Ordering::Release);
+        owned_segment_add(heap, seg);
+    }
+    seg
+}
+
+/// Adds an owned segment to the heap's list of segments with free slots.
+///
+/// # Safety
+/// `seg` is owned by `heap` and not in the list.
+pub(crate) unsafe fn owned_segment_add<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
+    // SAFETY: per the contract.
+    unsafe {
+        debug_assert!(!(*seg).in_heap_list);
+        heap.segments[(*seg).kind as usize].push_front(seg);
+        (*seg).in_heap_list = true;
+    }
+}
+
+/// Removes an owned segment from the heap's list of segments with free slots, if it is there.
+///
+/// # Safety
+/// `seg` is owned by `heap`.
+pub(crate) unsafe fn owned_segment_remove<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
+    // SAFETY: per the contract; the flag says whether it is in the list.
+    unsafe {
+        if (*seg).in_heap_list {
+            heap.segments[(*seg).kind as usize].remove(seg);
+            (*seg).in_heap_list = false;
+        }
+    }
+}
+
+/// Gives a page slot back to its segment, and the segment back to the arena when it has no
+/// page left. The page must be out of every queue.
+///
+/// # Safety
+/// `page` belongs to `heap`, owned by the calling thread.
+pub(crate) unsafe fn release_page<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+    // SAFETY: the page is ours and unlinked; its segment is ours.
+    unsafe {
+        let p = &mut *page;
+        // Blocks still on `free` were counted as allocations in advance: take them back.
+        heap.counters
+            .add_allocations(p.bin as usize, (p.free_len() as u64).wrapping_neg());
+        heap.counters
+            .add_live(-(p.used_accounted as i64), p.block_size);
+        p.used_accounted = 0;
+        p.set_delayed(delayed::NEVER);
+        p.heap.store(0, Ordering::Release);
+        p.assigned = false;
+        p.flags = 0;
+        let seg = Segment::of(page.cast());
+        (*seg).used_pages -= 1;
+        if (*seg).used_pages == 0 {
+            owned_segment_remove(heap, seg);
+            heap.arena.free_segment(seg);
+        } else if !(*seg).in_heap_list
+            && (*seg).thread_id.load(Ordering::Relaxed) == heap.thread_id
+        {
+            owned_segment_add(heap, seg);
+        }
+    }
+}
+
+/// Called when a local free leaves `page` with no used block. Keeps the page if it is the only
+/// one of its class (so a malloc/free loop does not map and unmap), else releases it.
+///
+/// # Safety
+/// `page` belongs to `heap`, owned by the calling thread.
+pub(crate) unsafe fn retire<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+    // SAFETY: the page is ours.
+    unsafe {
+        let bin = (*page).bin as usize;
+        let in_full = (*page).flags & FLAG_IN_FULL != 0;
+        let q = &heap.pages.queues[bin];
+        if !in_full && q.first() == page && q.last() == page {
+            return;
+        }
+        heap.pages.remove(page);
+        release_page(heap, page);
+    }
+    debug_full_check(heap);
+}
+
+/// Moves a page that got a free block out of the full queue, back into its class.
+///
+/// # Safety
+/// `page` belongs to `heap` and is in its full queue.
+pub(crate) unsafe fn unfull<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+    // SAFETY: the page is ours and in the full queue.
+    unsafe {
+        heap.pages.move_from_full(page);
+        (*page).set_delayed(delayed::NORMAL);
+    }
+}
+
+/// Adopts an abandoned segment: its pages join our queues, empty ones are released.
+///
+/// # Safety
+/// The arena's abandoned list handed `seg` to the calling thread, which owns `heap`.
+pub(crate) unsafe fn reclaim<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
+    // SAFETY: the segment was handed to us by the abandoned list, so nobody else owns it.
+    unsafe {
+        (*seg).thread_id.store(heap.thread_id, Ordering::Release);
+        (*seg).in_heap_list = false;
+        let me = heap as *mut Heap<S> as usize;
+        // Keep the segment alive while its pages are released one by one.
+        let pages = (*seg).page_count;
+        let mut used_pages = (*seg).used_pages;
+        if used_pages < pages {
+            owned_segment_add(heap, seg);
+        }
+        for i in 0..pages {
+            let page = &mut (*seg).pages[i] as *mut Page;
+            if !(*page).assigned {
+                continue;
+            }
+            // The page's blocks in use were no heap's while abandoned: from now on they are ours.
+            (*page).used_accounted = 0;
+            (*page).heap.store(me, Ordering::Release);
+            (*page).set_delayed(delayed::NORMAL);
+            collect(heap, page);
+            (*page).flags &= !FLAG_IN_FULL;
+            if (*page).all_free() {
+                used_pages -= 1;
+                release_page(heap, page);
+                if used_pages == 0 {
+                    break; // the segment itself was released
+                }
+            } else {
+                heap.counters
+                    .add_live((*page).used as i64, (*page).block_size);
+                (*page).used_accounted = (*page).used;
+                heap.pages.push_back(page);
+            }
+        }
+        heap.arena
+            .counters
+            .reclaimed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    debug_full_check(heap);
+}
+
+/// Validates the whole heap after a slow-path step (the `debug-full` feature); nothing otherwise.
+#[inline(always)]
+fn debug_full_check<S: Os>(_heap: &Heap<S>) {
+    #[cfg(feature = "debug-full")]
+    crate::validate::check_heap(_heap);
+}

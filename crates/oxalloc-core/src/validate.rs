@@ -1,0 +1,83 @@
+//! The whole-heap validator: every invariant that can be checked by walking a heap, panicking
+//! (a test) or ending the process (under the `debug-full` feature, after every slow-path step)
+//! with the first one broken.
+//!
+//! Checked: each page's equation `used + |free| + |local_free| == capacity` (a block on
+//! `thread_free` counts as used until collected) and bounds; the page queues' links and the
+//! direct table (`PageQueues::check`); the heap's lists of segments with free slots (links, and
+//! that each is owned by the heap and has a free slot); every queued page belongs to the heap.
+
+use crate::heap::Heap;
+use crate::os::Os;
+use crate::page::Page;
+use crate::segment::Segment;
+use crate::util::list::List;
+use crate::util::sync::Ordering;
+use crate::visit::for_each_page;
+
+/// Checks one page's equation and bounds.
+///
+/// # Safety
+/// The calling thread owns the page.
+pub unsafe fn check_page(page: &Page) {
+    assert!(page.assigned, "page {:p} in a queue is not assigned", page);
+    assert!(
+        page.capacity <= page.reserved && page.used <= page.capacity,
+        "page {:p}: used {} capacity {} reserved {}",
+        page,
+        page.used,
+        page.capacity,
+        page.reserved
+    );
+    // SAFETY: the caller owns the page.
+    let (free, local) = unsafe { (page.free_len(), page.local_free_len()) };
+    assert_eq!(
+        page.used + free + local,
+        page.capacity,
+        "page {:p}: used {} + free {} + local_free {} != capacity {}",
+        page,
+        page.used,
+        free,
+        local,
+        page.capacity
+    );
+}
+
+/// Checks every invariant of `heap` listed in the module comment.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
+    if heap.is_sentinel() {
+        return;
+    }
+    heap.pages.check();
+    let me = heap as *const Heap<S> as usize;
+    // SAFETY: the caller owns the heap and its pages.
+    unsafe {
+        for_each_page(heap, |page| {
+            assert_eq!(
+                page.heap.load(Ordering::Relaxed),
+                me,
+                "page {:p} in the queues of another heap",
+                page
+            );
+            check_page(page);
+        });
+    }
+    for list in &heap.segments {
+        list.check();
+        let mut seg = list.first();
+        while !seg.is_null() {
+            // SAFETY: listed segments are owned by this heap.
+            let s = unsafe { &*seg };
+            assert!(s.in_heap_list, "segment {seg:p} listed without its flag");
+            assert_eq!(s.thread_id.load(Ordering::Relaxed), heap.thread_id);
+            assert!(s.used_pages < s.page_count, "full segment {seg:p} in the free-slot list");
+            let assigned = s.pages[..s.page_count].iter().filter(|p| p.assigned).count();
+            assert_eq!(assigned, s.used_pages, "segment {seg:p} miscounts its pages");
+            // SAFETY: `seg` is in this list.
+            seg = unsafe { List::<Segment, crate::segment::InOwnerList>::next(seg) };
+        }
+    }
+}
