@@ -20,7 +20,8 @@
 
 use crate::arena::Arena;
 use crate::os::{Os, OS_PAGE};
-use crate::page_queue::PageQueues;
+use crate::page::Page;
+use crate::page_queue::{PageQueue, PageQueues, FULL};
 use crate::segment::{InOwnerList, Segment};
 use crate::stats::HeapCounters;
 use crate::util::align::align_up;
@@ -90,6 +91,23 @@ impl<S: Os + 'static> Heap<S> {
     #[inline(always)]
     pub fn is_sentinel(&self) -> bool {
         self.thread_id == 0
+    }
+
+    /// Calls `f` on every page in the heap's queues (bin queues, then the full queue).
+    ///
+    /// # Safety
+    /// The calling thread owns the heap.
+    pub unsafe fn for_each_page(&self, mut f: impl FnMut(&Page)) {
+        for q in 0..=FULL {
+            let mut page = self.pages.queues[q].first();
+            while !page.is_null() {
+                // SAFETY: queue members are valid pages of the heap, which the caller owns.
+                unsafe {
+                    f(&*page);
+                    page = PageQueue::next(page);
+                }
+            }
+        }
     }
 }
 

@@ -20,19 +20,21 @@
 //! ```text
 //!  0  util                                   leaf: sync, list, align, fmt
 //!  1  os, size_class, options                the source trait; size classes; the options table
-//!  2  region, stats                          the fixed-region source; counters and snapshots
+//!  2  stats                                  counters and snapshots
 //!  3  page                                   the blocks of a page and its free lists
 //!  4  page_queue, segment                    queues of pages + direct table; segment layout + map
-//!  5  span_cache                             freed spans kept for reuse, and when to purge them
+//!  5  span_cache, region                     spans kept for reuse and when to purge them; the
+//!                                            fixed-region source
 //!  6  arena                                  segments from the source and back; abandoned list
 //!  7  huge                                   blocks with a segment of their own
 //!  8  heap                                   the heap type and the registry of heaps
-//!  9  page_life                              the slow path: find, refill, fresh, retire, reclaim
-//! 10  free                                   free: owner's fast path, generic path, remote frees
-//! 11  alloc                                  malloc: fast path and entry to the slow path; zeroed,
+//!  9  validate                               the whole-heap validator (debug-full, tests)
+//! 10  page_life                              the slow path: find, refill, fresh, retire, reclaim
+//! 11  free                                   free: owner's fast path, generic path, remote frees
+//! 12  alloc                                  malloc: fast path and entry to the slow path; zeroed,
 //!                                            aligned, realloc, usable size
-//! 12  heap_life                              heaps created, torn down (abandoning segments)
-//! 13  visit, validate                        the heap walk and statistics snapshot; the validator
+//! 13  heap_life                              heaps created, torn down (abandoning segments)
+//! 14  visit                                  the heap walk and the statistics snapshot
 //! ```
 //!
 //! ## The data path
@@ -71,21 +73,23 @@ pub mod options;
 pub mod os;
 pub mod size_class;
 
-pub mod region;
 pub mod stats;
 
 pub(crate) mod page;
 
 pub(crate) mod page_queue;
-pub mod segment;
+pub(crate) mod segment;
 
+pub mod region;
 pub(crate) mod span_cache;
 
 pub mod arena;
 
-pub mod huge;
+pub(crate) mod huge;
 
 pub mod heap;
+
+pub mod validate;
 
 pub(crate) mod page_life;
 
@@ -95,7 +99,6 @@ pub mod alloc;
 
 pub mod heap_life;
 
-pub mod validate;
 pub mod visit;
 
 #[cfg(test)]

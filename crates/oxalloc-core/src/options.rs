@@ -12,7 +12,8 @@ pub struct OptionDesc {
     pub default: usize,
     /// Accepted words and their values, for options that are not numbers or booleans.
     pub words: &'static [(&'static str, usize)],
-    /// One line of documentation (the README's table is generated from these).
+    /// One line of documentation (the README's options table is checked against these by
+    /// `crates/oxalloc/tests/readme.rs`).
     pub doc: &'static str,
 }
 

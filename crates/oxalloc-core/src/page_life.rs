@@ -58,7 +58,10 @@ pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
         c.flush_live(&heap.arena.counters);
     }
     #[cfg(feature = "debug-full")]
-    crate::validate::check_page(page);
+    // SAFETY: the caller owns the page.
+    unsafe {
+        crate::validate::check_page(page)
+    };
 }
 
 /// Finds a page of `bin` with a free block, taking a fresh one if none has room. Returns null
@@ -305,8 +308,12 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
 }
 
 /// Validates the whole heap after a slow-path step (the `debug-full` feature); nothing otherwise.
+/// Only ever called by the heap's owner, from this module's functions.
 #[inline(always)]
 fn debug_full_check<S: Os>(_heap: &Heap<S>) {
     #[cfg(feature = "debug-full")]
-    crate::validate::check_heap(_heap);
+    // SAFETY: every caller in this module runs on the heap's owning thread.
+    unsafe {
+        crate::validate::check_heap(_heap)
+    };
 }

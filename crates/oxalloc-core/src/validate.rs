@@ -13,7 +13,6 @@ use crate::page::Page;
 use crate::segment::Segment;
 use crate::util::list::List;
 use crate::util::sync::Ordering;
-use crate::visit::for_each_page;
 
 /// Checks one page's equation and bounds.
 ///
@@ -55,7 +54,7 @@ pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
     let me = heap as *const Heap<S> as usize;
     // SAFETY: the caller owns the heap and its pages.
     unsafe {
-        for_each_page(heap, |page| {
+        heap.for_each_page(|page| {
             assert_eq!(
                 page.heap.load(Ordering::Relaxed),
                 me,

@@ -11,27 +11,9 @@ use crate::arena::Arena;
 use crate::heap::{Heap, HeapRegistry};
 use crate::os::Os;
 use crate::page::{Block, Page};
-use crate::page_queue::{PageQueue, FULL};
 use crate::segment::{SegmentKind, SEGMENT_MAP};
 use crate::stats::Snapshot;
 use crate::util::sync::Ordering;
-
-/// Calls `f` on every page in `heap`'s queues (bin queues, then the full queue).
-///
-/// # Safety
-/// The calling thread owns `heap`.
-pub unsafe fn for_each_page<S: Os>(heap: &Heap<S>, mut f: impl FnMut(&Page)) {
-    for q in 0..=FULL {
-        let mut page = heap.pages.queues[q].first();
-        while !page.is_null() {
-            // SAFETY: queue members are valid pages of the heap, which the caller owns.
-            unsafe {
-                f(&*page);
-                page = PageQueue::next(page);
-            }
-        }
-    }
-}
 
 /// A snapshot of every statistic. Exact for `own` (the calling thread's heap) and for abandoned
 /// segments, which are walked page by page; other live heaps contribute what they last published
@@ -112,7 +94,7 @@ unsafe fn page_live(page: &Page, s: &mut Snapshot, live_blocks: &mut u64) {
 unsafe fn own_heap_live<S: Os>(heap: &Heap<S>, s: &mut Snapshot, live_blocks: &mut u64) {
     // SAFETY: the caller owns the heap and therefore its pages.
     unsafe {
-        for_each_page(heap, |page| page_live(page, s, live_blocks));
+        heap.for_each_page(|page| page_live(page, s, live_blocks));
         // Blocks on the delayed list are freed but still counted in their page's `used`. The
         // owner is the only thread that takes them off, and its acquire load sees the links.
         let mut b = heap.delayed.load(Ordering::Acquire) as *const Block;
