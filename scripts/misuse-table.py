@@ -224,7 +224,7 @@ def main():
             cells = [x["cell"] for x in runs]
             if len(set(cells)) > 1:
                 # Outcomes that depend on addresses (ASLR) or random keys: show them all.
-                counts = {c: cells.count(c) for c in dict.fromkeys(cells)}
+                counts = {c: cells.count(c) for c in sorted(set(cells), key=lambda c: (-cells.count(c), c))}
                 r["cell"] = "varies: " + ", ".join(f"{c} ×{n}" for c, n in counts.items())
                 r["message"] = " / ".join(dict.fromkeys(x["message"] for x in runs if x["message"]))
             results[name, alloc] = r

@@ -121,7 +121,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// stderr lines that are not about the misuse: the signal handler's report, and the notice for
 /// OXALLOC_SECURE while oxalloc does not know that option.
 fn is_noise(line: &str) -> bool {
-    line.starts_with("FAULT in ") || line.starts_with("oxalloc: ignoring unknown or malformed option")
+    line.starts_with("FAULT in ")
+        || line.starts_with("oxalloc: ignoring unknown or malformed option")
 }
 
 fn source_dir() -> PathBuf {
@@ -157,7 +158,11 @@ fn compile(src: &Path, exe: &Path) {
     let cxx = src.extension().is_some_and(|e| e == "cpp");
     let mut cmd = Command::new(if cxx { "c++" } else { "cc" });
     if cxx {
-        cmd.args(["-std=c++17", "-fsized-deallocation", "-Wno-mismatched-new-delete"]);
+        cmd.args([
+            "-std=c++17",
+            "-fsized-deallocation",
+            "-Wno-mismatched-new-delete",
+        ]);
     } else {
         cmd.arg("-std=gnu11");
     }
@@ -256,13 +261,17 @@ fn check(run: &Run, expect: Expect, debug_panics: bool) -> Result<(), String> {
     if debug_panics {
         return match (sig, run.message()) {
             (Some(libc::SIGABRT), Some("oxalloc: internal error (panic)")) => Ok(()),
-            _ => Err("expected a debug assertion (SIGABRT, oxalloc: internal error (panic))".into()),
+            _ => {
+                Err("expected a debug assertion (SIGABRT, oxalloc: internal error (panic))".into())
+            }
         };
     }
     match expect {
         Caught(what) => {
             if sig != Some(libc::SIGABRT) {
-                return Err(format!("expected SIGABRT after `oxalloc: {what}: <pointer>`"));
+                return Err(format!(
+                    "expected SIGABRT after `oxalloc: {what}: <pointer>`"
+                ));
             }
             let pointers: Vec<String> = [run.marked("PTR"), run.marked("BLOCK")].concat();
             if pointers.is_empty() {
@@ -282,7 +291,10 @@ fn check(run: &Run, expect: Expect, debug_panics: bool) -> Result<(), String> {
         NotYet => {
             let clean = run.status.code() == Some(0)
                 && run.stdout.lines().any(|l| l == "SURVIVED")
-                && !run.stderr.lines().any(|l| l.starts_with("oxalloc:") && !is_noise(l));
+                && !run
+                    .stderr
+                    .lines()
+                    .any(|l| l.starts_with("oxalloc:") && !is_noise(l));
             if clean {
                 Ok(())
             } else {
@@ -303,7 +315,11 @@ fn check(run: &Run, expect: Expect, debug_panics: bool) -> Result<(), String> {
 /// Runs every program in one mode and fails with a list of every row that no longer holds.
 fn run_mode(secure: bool) {
     let debug_build = cfg!(debug_assertions);
-    let mode = if secure { "OXALLOC_SECURE=1" } else { "default" };
+    let mode = if secure {
+        "OXALLOC_SECURE=1"
+    } else {
+        "default"
+    };
     let mut failures = Vec::new();
     let mut caught = 0;
     for (name, exe) in programs() {
@@ -358,7 +374,11 @@ fn misuse_secure_mode() {
 fn every_program_has_one_row() {
     let names: Vec<&str> = programs().iter().map(|(n, _)| n.as_str()).collect();
     for c in CASES {
-        assert!(names.contains(&c.program), "row {} has no program", c.program);
+        assert!(
+            names.contains(&c.program),
+            "row {} has no program",
+            c.program
+        );
         assert_eq!(
             CASES.iter().filter(|d| d.program == c.program).count(),
             1,
