@@ -36,7 +36,9 @@ pub fn parse_line(line: &str) -> Result<ProcessLine, String> {
         if !Snapshot::FIELDS.contains(&key.as_str())
             && !["pid", "peak_rss_bytes", "bins"].contains(&key.as_str())
         {
-            return Err(format!("unknown field `{key}` (library and command disagree)"));
+            return Err(format!(
+                "unknown field `{key}` (library and command disagree)"
+            ));
         }
     }
     let bins = obj
@@ -51,7 +53,13 @@ pub fn parse_line(line: &str) -> Result<ProcessLine, String> {
         let (Some(size), Some(n)) = (size, n) else {
             return Err(format!("malformed bin {pair}"));
         };
-        let bin = if size == 0 { 0 } else if size as usize <= MEDIUM_MAX { bin_of(size as usize) } else { BIN_COUNT };
+        let bin = if size == 0 {
+            0
+        } else if size as usize <= MEDIUM_MAX {
+            bin_of(size as usize)
+        } else {
+            BIN_COUNT
+        };
         if bin >= BIN_COUNT || (bin != 0 && bin_size(bin) != size as usize) {
             return Err(format!("bin of {size} bytes is not a size class"));
         }
@@ -104,8 +112,9 @@ pub fn nanos() -> u128 {
 
 /// Peak RSS of the largest waited-for child process, in bytes.
 pub fn children_peak_rss() -> u64 {
-    // SAFETY: getrusage fills the struct we pass.
+    // SAFETY: `rusage` is plain data, for which all zeroes is a valid value.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
     u.ru_maxrss as u64 * 1024
 }
@@ -123,7 +132,9 @@ impl Report {
         for l in text.lines().filter(|l| !l.trim().is_empty()) {
             match parse_line(l) {
                 Ok(p) => lines.push(p),
-                Err(e) => eprintln!("oxalloc: a statistics line does not match the schema ({e}): {l}"),
+                Err(e) => {
+                    eprintln!("oxalloc: a statistics line does not match the schema ({e}): {l}")
+                }
             }
         }
         let mut bins = std::collections::BTreeMap::<u64, u64>::new();
@@ -320,7 +331,13 @@ mod tests {
         (b.allocations, b.frees, b.peak_live_bytes) = (5, 5, 300);
         (b.peak_mapped_bytes, b.threads, b.bins[1]) = (1000, 2, 5);
         let text = line(&a, 1, 1000) + &line(&b, 2, 5000);
-        let r = Report::from_lines(&text, "prog".into(), Some(0), Duration::from_millis(1500), 0);
+        let r = Report::from_lines(
+            &text,
+            "prog".into(),
+            Some(0),
+            Duration::from_millis(1500),
+            0,
+        );
         assert_eq!(r.processes.len(), 2);
         assert_eq!((r.allocations, r.frees, r.threads), (15, 14, 3));
         assert_eq!(

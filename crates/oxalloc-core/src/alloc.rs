@@ -152,9 +152,14 @@ pub unsafe fn malloc_zeroed<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// As for [`malloc`].
-pub unsafe fn malloc_aligned<S: Os>(heap: &mut Heap<S>, size: usize, align: usize, zero: bool) -> *mut u8 {
+pub unsafe fn malloc_aligned<S: Os>(
+    heap: &mut Heap<S>,
+    size: usize,
+    align: usize,
+    zero: bool,
+) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
-    // SAFETY (whole body): same caller contract as `malloc`.
+    // SAFETY: (the whole body) the same caller contract as `malloc`.
     unsafe {
         if align <= ALIGN {
             return if zero {
@@ -199,7 +204,7 @@ pub unsafe fn malloc_aligned<S: Os>(heap: &mut Heap<S>, size: usize, align: usiz
 /// # Safety
 /// As for [`malloc`]; `p` is null or a live block from this allocator.
 pub unsafe fn realloc<S: Os>(heap: &mut Heap<S>, p: *mut u8, new_size: usize) -> *mut u8 {
-    // SAFETY (whole body): same caller contract; `usable_size` validates `p`.
+    // SAFETY: (the whole body) the same caller contract; `usable_size` validates `p`.
     unsafe {
         if p.is_null() {
             return malloc(heap, new_size);
@@ -251,7 +256,8 @@ pub unsafe fn usable_size<S: Os>(arena: &Arena<S>, p: *const u8) -> usize {
         return 0;
     }
     if !SEGMENT_MAP.contains(p) {
-        arena.os
+        arena
+            .os
             .fatal("malloc_usable_size(): invalid pointer", p as usize);
     }
     // SAFETY: the map says a segment starts at the masked address, so its header is valid.
@@ -259,7 +265,8 @@ pub unsafe fn usable_size<S: Os>(arena: &Arena<S>, p: *const u8) -> usize {
         let seg = Segment::of(p);
         let page = &*(*seg).page_of(p);
         if !page.assigned || !page.contains(p as usize) {
-            arena.os
+            arena
+                .os
                 .fatal("malloc_usable_size(): invalid pointer", p as usize);
         }
         let block = if page.flags & FLAG_HAS_ALIGNED != 0 || (*seg).kind == SegmentKind::Huge {

@@ -17,7 +17,9 @@
 
 use crate::options::{self, Opt};
 use crate::os::{Mapping, Os};
-use crate::segment::{owner, InOwnerList, InRegistry, Segment, SegmentKind, SEGMENT_MAP, SEGMENT_SIZE};
+use crate::segment::{
+    owner, InOwnerList, InRegistry, Segment, SegmentKind, SEGMENT_MAP, SEGMENT_SIZE,
+};
 use crate::span_cache::{Span, SpanCache, CACHE_SPAN_MAX};
 use crate::stats::GlobalCounters;
 use crate::util::list::List;
@@ -25,7 +27,7 @@ use crate::util::sync::{AtomicUsize, Ordering, SpinLock};
 use core::ptr::{self, NonNull};
 
 /// The registry of segments and the abandoned ones, under one lock.
-pub struct SegmentLists {
+pub(crate) struct SegmentLists {
     registry: List<Segment, InRegistry>,
     abandoned: List<Segment, InOwnerList>,
 }
@@ -38,7 +40,7 @@ pub struct Arena<S: Os + 'static> {
     /// The memory source.
     pub os: S,
     /// Process-wide counters.
-    pub counters: GlobalCounters,
+    pub(crate) counters: GlobalCounters,
     /// The process secret that keys derive from (0 until first asked for).
     secret: AtomicUsize,
     cache: SpinLock<SpanCache>,

@@ -108,12 +108,14 @@ unsafe fn free_generic<S: Os>(
         }
         let pg = &*page;
         if !pg.assigned || !pg.contains(p as usize) {
-            arena.os
+            arena
+                .os
                 .fatal("free(): invalid pointer (not a live block)", p as usize);
         }
         let block = pg.block_start(p as usize);
         if block as *mut u8 != p && pg.flags & FLAG_HAS_ALIGNED == 0 {
-            arena.os
+            arena
+                .os
                 .fatal("free(): invalid pointer (inside a block)", p as usize);
         }
         if (*seg).thread_id.load(Ordering::Relaxed) == tid {
@@ -147,12 +149,10 @@ unsafe fn free_remote<S: Os>(arena: &Arena<S>, page: &Page, block: *mut Block) {
             unsafe { *(block as *mut usize) = head };
             (block as usize | state, false)
         };
-        match page.thread_free.compare_exchange_weak(
-            tf,
-            new,
-            Ordering::Release,
-            Ordering::Relaxed,
-        ) {
+        match page
+            .thread_free
+            .compare_exchange_weak(tf, new, Ordering::Release, Ordering::Relaxed)
+        {
             Ok(_) => break notify,
             Err(now) => tf = now,
         }

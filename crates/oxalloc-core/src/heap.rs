@@ -25,13 +25,13 @@ use crate::page_queue::{PageQueue, PageQueues, FULL};
 use crate::segment::{InOwnerList, Segment};
 use crate::stats::HeapCounters;
 use crate::util::align::align_up;
-use crate::util::list::{Linked, List, Links};
+use crate::util::list::{Linked, Links, List};
 use crate::util::sync::{AtomicUsize, Ordering, SpinLock};
 use core::ptr;
 
 /// A heap adds its live-byte changes to the global estimate (and samples the peak) once they
 /// reach this many bytes either way: the peak of live bytes is exact to within this per thread.
-pub const LIVE_SAMPLE_BYTES: u64 = 256 * 1024;
+pub(crate) const LIVE_SAMPLE_BYTES: u64 = 256 * 1024;
 
 /// The front end's hook that binds a real heap to the calling thread (it owns thread-local
 /// storage). Returns null when out of memory.
@@ -41,27 +41,27 @@ pub type BindFn<S> = unsafe fn() -> *mut Heap<S>;
 #[repr(C)]
 pub struct Heap<S: Os + 'static> {
     /// The heap's pages; the direct table comes first, at offset 0, for the fast path.
-    pub pages: PageQueues,
+    pub(crate) pages: PageQueues,
     /// The owning thread's id; 0 for the sentinel.
-    pub thread_id: usize,
+    pub(crate) thread_id: usize,
     /// Blocks of full pages freed by other threads (plain links).
-    pub delayed: AtomicUsize,
+    pub(crate) delayed: AtomicUsize,
     /// The memory layer this heap takes segments from.
-    pub arena: &'static Arena<S>,
+    pub(crate) arena: &'static Arena<S>,
     /// Binds a real heap to the thread (used by the sentinel's slow path).
-    pub bind: BindFn<S>,
+    pub(crate) bind: BindFn<S>,
     /// Random key mixed into page keys.
-    pub key: usize,
+    pub(crate) key: usize,
     /// Owned segments with a free page slot, by kind (small, medium).
-    pub segments: [List<Segment, InOwnerList>; 2],
+    pub(crate) segments: [List<Segment, InOwnerList>; 2],
     /// Counters, flushed into the global ones on slow paths.
-    pub counters: HeapCounters,
+    pub(crate) counters: HeapCounters,
     /// Links in the registry's list of live heaps, or in its pool of free heap structs.
     registry_links: Links<Heap<S>>,
 }
 
 /// Marker of the registry's lists (`Heap::registry_links`).
-pub struct InHeapRegistry;
+pub(crate) struct InHeapRegistry;
 
 // SAFETY: `registry_links` is the one field the registry's lists use.
 unsafe impl<S: Os + 'static> Linked<InHeapRegistry> for Heap<S> {
@@ -154,7 +154,10 @@ impl<S: Os + 'static> HeapRegistry<S> {
         if lists.pool.is_empty() {
             // Carve a chunk of heap structs from the source.
             let size = align_up(core::mem::size_of::<Heap<S>>(), 64);
-            let Some(m) = arena.os.map(HEAP_CHUNK.max(align_up(size, OS_PAGE)), OS_PAGE) else {
+            let Some(m) = arena
+                .os
+                .map(HEAP_CHUNK.max(align_up(size, OS_PAGE)), OS_PAGE)
+            else {
                 return ptr::null_mut();
             };
             for i in 0..HEAP_CHUNK.max(size) / size {
@@ -227,10 +230,8 @@ impl<S: Os + 'static> Default for HeapRegistry<S> {
 /// A random key for a new heap: the process secret mixed with the heap's address, its thread
 /// and a counter through splitmix64 (in 64-bit arithmetic on every target).
 fn heap_key(secret: usize, heap: usize, thread_id: usize, n: u64) -> usize {
-    let mut x = (secret as u64)
-        ^ (heap as u64).rotate_left(21)
-        ^ (thread_id as u64).rotate_left(42)
-        ^ n;
+    let mut x =
+        (secret as u64) ^ (heap as u64).rotate_left(21) ^ (thread_id as u64).rotate_left(42) ^ n;
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     ((x ^ (x >> 31)) as usize) | 1

@@ -103,12 +103,18 @@ pub unsafe fn huge_free<S: Os>(arena: &Arena<S>, seg: *mut Segment, p: *mut u8) 
     unsafe {
         let page: &Page = &(*seg).pages[0];
         if p != page.start {
-            arena.os
+            arena
+                .os
                 .fatal("free(): invalid pointer (inside a huge block)", p as usize);
         }
         if (*seg)
             .thread_id
-            .compare_exchange(owner::HUGE_LIVE, owner::NONE, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                owner::HUGE_LIVE,
+                owner::NONE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             arena.os.fatal("free(): double free detected", p as usize);
@@ -142,7 +148,8 @@ pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: us
         // while its address changes.
         arena.unregister(seg);
         let Some(moved) =
-            arena.os
+            arena
+                .os
                 .remap_move(NonNull::new_unchecked(seg.cast()), old, total, SEGMENT_SIZE)
         else {
             arena.register(seg);
@@ -185,9 +192,11 @@ pub unsafe fn huge_realloc<S: Os>(
                 let keep = align_up(p as usize + new_size, OS_PAGE);
                 let end = seg as usize + (*seg).size;
                 if end - keep >= 1 << 20 {
-                    arena.os
+                    arena
+                        .os
                         .purge(NonNull::new_unchecked(keep as *mut u8), end - keep);
-                    arena.counters
+                    arena
+                        .counters
                         .purged_bytes
                         .fetch_add((end - keep) as u64, Ordering::Relaxed);
                 }
@@ -213,7 +222,11 @@ pub unsafe fn huge_realloc<S: Os>(
 ///
 /// # Safety
 /// `seg` is the registered huge segment of a live block.
-pub unsafe fn huge_resize_in_place<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: usize) -> bool {
+pub unsafe fn huge_resize_in_place<S: Os>(
+    arena: &Arena<S>,
+    seg: *mut Segment,
+    new_size: usize,
+) -> bool {
     // SAFETY: per the contract the segment header is valid and the block is ours.
     unsafe {
         let page = &mut (*seg).pages[0];
@@ -237,16 +250,8 @@ pub unsafe fn huge_resize_in_place<S: Os>(arena: &Arena<S>, seg: *mut Segment, n
         (*seg).size = total;
         let c = &arena.counters;
         if total > old {
-            GlobalCounters::gauge_add(
-                &c.mapped_bytes,
-                &c.peak_mapped_bytes,
-                (total - old) as u64,
-            );
-            GlobalCounters::gauge_add(
-                &c.huge_live_bytes,
-                &c.peak_live_bytes,
-                (total - old) as u64,
-            );
+            GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, (total - old) as u64);
+            GlobalCounters::gauge_add(&c.huge_live_bytes, &c.peak_live_bytes, (total - old) as u64);
         } else {
             GlobalCounters::gauge_sub(&c.mapped_bytes, (old - total) as u64);
             GlobalCounters::gauge_sub(&c.huge_live_bytes, (old - total) as u64);

@@ -108,4 +108,5 @@ pub use arena::Arena;
 pub use heap::{BindFn, Heap, HeapRegistry};
 pub use os::{Mapping, Os};
 pub use region::FixedRegion;
+pub use segment::{SEGMENT_SHIFT, SEGMENT_SIZE};
 pub use stats::Snapshot;

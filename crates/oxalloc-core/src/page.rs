@@ -19,8 +19,8 @@
 //! double free is caught before it can steer `malloc` to an arbitrary address.
 
 use crate::size_class::ALIGN;
-use crate::util::sync::{AtomicUsize, Ordering};
 use crate::util::list::{Linked, Links};
+use crate::util::sync::{AtomicUsize, Ordering};
 use core::ptr;
 
 /// A free block: its first word links to the next free block (encoded, see [`Page::encode`]).
@@ -466,6 +466,7 @@ mod tests {
         let mut page = Page::EMPTY;
         page.init(2, 32, start, start as usize + 65536, 0x1234_5678, false);
         assert_eq!(page.reserved, 2048);
+        // SAFETY: the test owns the page and its area, and follows the free-list protocol.
         unsafe {
             let n = page.extend();
             assert_eq!(n, 512);

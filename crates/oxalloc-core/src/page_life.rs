@@ -52,7 +52,10 @@ pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
     };
     let c = &mut heap.counters;
     c.add_allocations(page.bin as usize, added as u64);
-    c.add_live(page.used as i64 - page.used_accounted as i64, page.block_size);
+    c.add_live(
+        page.used as i64 - page.used_accounted as i64,
+        page.block_size,
+    );
     page.used_accounted = page.used;
     if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
         c.flush_live(&heap.arena.counters);
@@ -219,8 +222,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
         if (*seg).used_pages == 0 {
             owned_segment_remove(heap, seg);
             heap.arena.free_segment(seg);
-        } else if !(*seg).in_heap_list
-            && (*seg).thread_id.load(Ordering::Relaxed) == heap.thread_id
+        } else if !(*seg).in_heap_list && (*seg).thread_id.load(Ordering::Relaxed) == heap.thread_id
         {
             owned_segment_add(heap, seg);
         }

@@ -145,7 +145,11 @@ impl PageQueues {
             let q = &self.queues[bin];
             q.check();
             if bin_size(bin) <= DIRECT_MAX {
-                let expect = if q.is_empty() { empty_page() } else { q.first() };
+                let expect = if q.is_empty() {
+                    empty_page()
+                } else {
+                    q.first()
+                };
                 for i in direct_range(bin) {
                     let d = self.direct[i];
                     assert!(
@@ -159,7 +163,11 @@ impl PageQueues {
                 // SAFETY: queue members are valid pages of this heap.
                 let p = unsafe { &*page };
                 assert_eq!(p.bin as usize, bin, "page {page:p} in the wrong queue");
-                assert_eq!(p.flags & FLAG_IN_FULL, 0, "page {page:p} marked full in a bin queue");
+                assert_eq!(
+                    p.flags & FLAG_IN_FULL,
+                    0,
+                    "page {page:p} marked full in a bin queue"
+                );
                 // SAFETY: `page` is in this queue.
                 page = unsafe { PageQueue::next(page) };
             }
@@ -170,7 +178,10 @@ impl PageQueues {
         while !page.is_null() {
             // SAFETY: as above.
             let p = unsafe { &*page };
-            assert!(p.flags & FLAG_IN_FULL != 0, "page {page:p} in the full queue is not marked full");
+            assert!(
+                p.flags & FLAG_IN_FULL != 0,
+                "page {page:p} in the full queue is not marked full"
+            );
             // SAFETY: `page` is in the full queue.
             page = unsafe { PageQueue::next(page) };
         }
@@ -185,7 +196,11 @@ impl Default for PageQueues {
 
 /// The direct-table entries that map to `bin` (a bin of at most `DIRECT_MAX` bytes).
 fn direct_range(bin: usize) -> core::ops::RangeInclusive<usize> {
-    let low = if bin == 1 { 0 } else { bin_size(bin - 1) / ALIGN + 1 };
+    let low = if bin == 1 {
+        0
+    } else {
+        bin_size(bin - 1) / ALIGN + 1
+    };
     low..=bin_size(bin) / ALIGN
 }
 

@@ -70,7 +70,11 @@ impl FixedRegion {
     }
 
     fn mask(n: usize, first: usize) -> u128 {
-        let m = if n == 128 { u128::MAX } else { (1u128 << n) - 1 };
+        let m = if n == 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        };
         m << first
     }
 }
@@ -107,7 +111,10 @@ unsafe impl Os for FixedRegion {
         let mut used = self.used.lock();
         if used.0 & m != m {
             drop(used);
-            self.fatal("unmap of memory the region did not hand out", ptr.as_ptr() as usize);
+            self.fatal(
+                "unmap of memory the region did not hand out",
+                ptr.as_ptr() as usize,
+            );
         }
         used.0 &= !m;
         self.in_use.fetch_sub(n, Ordering::Relaxed);

@@ -220,7 +220,9 @@ impl Segment {
         if self.used_pages == self.page_count {
             return None;
         }
-        self.pages[..self.page_count].iter().position(|p| !p.assigned)
+        self.pages[..self.page_count]
+            .iter()
+            .position(|p| !p.assigned)
     }
 }
 
@@ -235,8 +237,13 @@ pub struct SegmentMap {
 const WORD_BITS: usize = usize::BITS as usize;
 
 impl SegmentMap {
-    const ADDRESS_BITS: usize = if usize::BITS >= 48 { 48 } else { usize::BITS as usize };
-    const WORDS: usize = 1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT - WORD_BITS.trailing_zeros() as usize);
+    const ADDRESS_BITS: usize = if usize::BITS >= 48 {
+        48
+    } else {
+        usize::BITS as usize
+    };
+    const WORDS: usize =
+        1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT - WORD_BITS.trailing_zeros() as usize);
 
     /// The empty map (lives in `.bss`; untouched words cost no memory).
     pub const fn new() -> Self {

@@ -22,7 +22,7 @@ use core::fmt::{self, Write};
 macro_rules! counters {
     ($($name:ident: $doc:literal,)*) => {
         /// Process-wide counters (atomics, updated on slow paths only).
-        pub struct GlobalCounters {
+        pub(crate) struct GlobalCounters {
             $(#[doc = $doc] pub $name: AtomicU64,)*
             /// Allocations counted per size class (merged from heaps).
             pub bins: [AtomicU64; BIN_COUNT],
@@ -81,7 +81,7 @@ macro_rules! counters {
                 true
             }
             /// Copies the global counters.
-            pub fn from_counters(c: &GlobalCounters) -> Self {
+            pub(crate) fn from_counters(c: &GlobalCounters) -> Self {
                 let mut s = Snapshot { $($name: c.$name.load(Ordering::Relaxed),)* ..Default::default() };
                 for (dst, src) in s.bins.iter_mut().zip(c.bins.iter()) {
                     *dst = src.load(Ordering::Relaxed);
@@ -147,7 +147,7 @@ impl Default for GlobalCounters {
 
 /// Per-heap counters, written only by the owning thread (a relaxed load and store of its own
 /// values, no atomic read-modify-write) and readable by any thread.
-pub struct HeapCounters {
+pub(crate) struct HeapCounters {
     /// Blocks counted as allocated per bin (see the module comment), wrapping.
     pub bins: [AtomicU64; BIN_COUNT],
     /// Blocks in use in this heap's pages, as of each page's last accounting (wrapping).

@@ -94,8 +94,7 @@ unsafe fn no_binding() -> *mut Heap<FixedRegion> {
 
 /// A fresh allocator over a region of `units` segments (leaked: tests are short-lived).
 fn global(units: usize) -> G {
-    let layout =
-        std::alloc::Layout::from_size_align(units * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+    let layout = std::alloc::Layout::from_size_align(units * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
     // SAFETY: non-zero size.
     let base = unsafe { std::alloc::alloc(layout) };
     assert!(!base.is_null());
@@ -144,9 +143,11 @@ fn malloc_free_many_sizes_reuses_memory() {
     for round in 0..3 {
         let mut blocks = Vec::new();
         for (i, &s) in sizes.iter().cycle().take(2000).enumerate() {
+            // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
             let p = unsafe { h.malloc(s) };
             assert!(!p.is_null());
             assert_eq!(p as usize % 16, 0, "16-byte alignment");
+            // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
             assert!(unsafe { g.usable_size(p) } >= s);
             fill(p, s, i as u8);
             blocks.push((p, s, i as u8));
@@ -163,6 +164,7 @@ fn malloc_free_many_sizes_reuses_memory() {
             assert!(w[0].0 + w[0].1 <= w[1].0, "blocks overlap");
         }
         for &(p, _, _) in &blocks {
+            // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
             unsafe { g.free(p, h.thread_id) };
         }
         let s = g.snapshot_own(h);
@@ -170,6 +172,7 @@ fn malloc_free_many_sizes_reuses_memory() {
         assert_eq!(s.allocations, 2000 * (round + 1));
         assert_eq!(s.frees, s.allocations);
     }
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
     g.trim();
     assert_eq!(
@@ -185,12 +188,14 @@ fn remote_frees_come_back_to_the_owner() {
     let owner = heap(g);
     let tid = owner.thread_id;
     let ptrs: Vec<usize> = (0..10_000)
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         .map(|_| unsafe { owner.malloc(48) } as usize)
         .collect();
     // Another thread frees everything; the owner's pages are full, so the delayed path runs.
     std::thread::scope(|s| {
         s.spawn(|| {
             for &p in &ptrs {
+                // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                 unsafe { g.free(p as *mut u8, NO_THREAD) };
             }
         });
@@ -199,6 +204,7 @@ fn remote_frees_come_back_to_the_owner() {
     // The owner reuses the same blocks instead of mapping more.
     let mapped = g.os.in_use.load(Ordering::Relaxed);
     let again: Vec<usize> = (0..10_000)
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         .map(|_| unsafe { owner.malloc(48) } as usize)
         .collect();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), mapped);
@@ -206,8 +212,10 @@ fn remote_frees_come_back_to_the_owner() {
     let reused = again.iter().filter(|p| old.contains(p)).count();
     assert!(reused > 9_000, "only {reused} freed blocks were reused");
     for p in again {
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         unsafe { g.free(p as *mut u8, tid) };
     }
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(owner) };
     g.trim();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
@@ -218,18 +226,22 @@ fn abandoned_segments_are_reclaimed() {
     let g = &global(16);
     let first = heap(g);
     let kept: Vec<usize> = (0..5000)
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         .map(|_| unsafe { first.malloc(200) } as usize)
         .collect();
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(first) };
     let s = g.snapshot();
     assert_eq!(s.abandoned, 1);
     assert_eq!(s.live_bytes, 5000 * 224);
     // Frees after the owner is gone go through the remote path.
     for &p in &kept[..2500] {
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         unsafe { g.free(p as *mut u8, NO_THREAD) };
     }
     let second = heap(g);
     let mapped = g.os.in_use.load(Ordering::Relaxed);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let p = unsafe { second.malloc(200) };
     assert_eq!(g.snapshot().reclaimed, 1);
     assert_eq!(
@@ -237,10 +249,13 @@ fn abandoned_segments_are_reclaimed() {
         mapped,
         "reused the abandoned segment"
     );
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(p, second.thread_id) };
     for &p in &kept[2500..] {
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         unsafe { g.free(p as *mut u8, second.thread_id) };
     }
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(second) };
     g.trim();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
@@ -254,21 +269,26 @@ fn aligned_blocks_are_aligned_and_freeable() {
         let align = 1usize << align_log;
         let mut blocks = Vec::new();
         for size in [1usize, 24, 100, 5000, 200_000] {
+            // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
             let p = unsafe { h.malloc_aligned(size, align, align_log % 2 == 0) };
             assert!(!p.is_null(), "size {size} align {align}");
             assert_eq!(p as usize % align, 0);
+            // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
             assert!(unsafe { g.usable_size(p) } >= size);
             fill(p, size, 7);
             blocks.push(p);
         }
         for p in blocks {
+            // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
             unsafe { g.free(p, h.thread_id) };
         }
     }
     assert!(
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         unsafe { h.malloc_aligned(16, 8 << 20, false) }.is_null(),
         "alignment beyond 2 MiB"
     );
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
     g.trim();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
@@ -278,31 +298,42 @@ fn aligned_blocks_are_aligned_and_freeable() {
 fn huge_blocks_map_cache_and_unmap() {
     let g = &global(16);
     let h = heap(g);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let p = unsafe { h.malloc(10 << 20) };
     assert!(!p.is_null());
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS + 3);
     fill(p, 10 << 20, 3);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let q = unsafe { h.realloc(p, 6 << 20) };
     assert_eq!(q, p, "shrinking stays in place");
     check(q, 6 << 20, 3);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let r = unsafe { h.realloc(q, 9 << 20) };
     assert_eq!(r, q, "growing back within the mapping stays in place");
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let z = unsafe { h.malloc_zeroed(300_000) };
     check(z, 300_000, 0);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(z, h.thread_id) };
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(r, NO_THREAD) };
     // Freed huge blocks wait in the span cache, and are reused from it.
     let cached = g.os.in_use.load(Ordering::Relaxed);
     assert!(cached > POOL_UNITS);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let again = unsafe { h.malloc(9 << 20) };
     assert_eq!(again, r, "the cached span is reused");
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), cached);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(again, NO_THREAD) };
     g.trim();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
 
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     assert!(unsafe { h.malloc(usize::MAX) }.is_null());
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     assert!(unsafe { h.malloc(usize::MAX / 2) }.is_null());
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
 }
 
@@ -310,11 +341,13 @@ fn huge_blocks_map_cache_and_unmap() {
 fn realloc_keeps_contents_across_classes() {
     let g = &global(16);
     let h = heap(g);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let mut p = unsafe { h.malloc(1) };
     fill(p, 1, 0x5A);
     let mut size = 1;
     while size < 1 << 20 {
         let next = size * 3 + 1;
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         p = unsafe { h.realloc(p, next) };
         check(p, size, 0x5A);
         fill(p, next, 0x5A);
@@ -322,10 +355,13 @@ fn realloc_keeps_contents_across_classes() {
     }
     while size > 1 {
         size /= 5;
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         p = unsafe { h.realloc(p, size) };
         check(p, size, 0x5A);
     }
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(p, h.thread_id) };
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
     g.trim();
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
@@ -336,9 +372,13 @@ fn realloc_keeps_contents_across_classes() {
 fn double_free_is_detected() {
     let g = &global(4);
     let h = heap(g);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let a = unsafe { h.malloc(32) };
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let _b = unsafe { h.malloc(32) };
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(a, h.thread_id) };
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(a, h.thread_id) };
 }
 
@@ -347,6 +387,7 @@ fn double_free_is_detected() {
 fn foreign_pointer_is_detected() {
     let g = &global(4);
     let x = Box::new(5u64);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(Box::into_raw(x).cast(), NO_THREAD) };
 }
 
@@ -355,8 +396,10 @@ fn foreign_pointer_is_detected() {
 fn interior_pointer_is_detected() {
     let g = &global(4);
     let h = heap(g);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let a = unsafe { h.malloc(64) };
     // Not the owner, so the generic path validates the pointer.
+    // SAFETY: an interior pointer, which the allocator must refuse.
     unsafe { g.free(a.add(16), NO_THREAD) };
 }
 
@@ -383,6 +426,7 @@ fn many_threads_cross_free_without_losing_blocks() {
                         seed ^= seed >> 7;
                         seed ^= seed << 17;
                         let size = (seed % 3000) as usize;
+                        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                         let p = unsafe { h.malloc(size) };
                         fill(p, size.min(64), size as u8);
                         mine.push((p as usize, size));
@@ -391,9 +435,11 @@ fn many_threads_cross_free_without_losing_blocks() {
                     let theirs = inbox.recv().unwrap();
                     for (p, size) in theirs {
                         check(p as *const u8, size.min(64), size as u8);
+                        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                         unsafe { g.free(p as *mut u8, h.thread_id) };
                     }
                 }
+                // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                 unsafe { g.destroy_heap(h) };
             });
         }
@@ -417,8 +463,10 @@ fn random_replacement_keeps_the_heap_consistent() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let k = (seed % slots.len() as u64) as usize;
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         unsafe { g.free(slots[k], h.thread_id) };
         let size = 16 + ((seed >> 20) % 1009) as usize;
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         slots[k] = unsafe { h.malloc(size) };
         fill(slots[k], size.min(16), 1);
         if step % 10_000 == 0 {
@@ -427,8 +475,10 @@ fn random_replacement_keeps_the_heap_consistent() {
     }
     h.validate();
     for p in slots {
+        // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         unsafe { g.free(p, h.thread_id) };
     }
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
 }
 
@@ -463,17 +513,22 @@ fn snapshots_while_another_thread_allocates() {
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 let k = (seed % slots.len() as u64) as usize;
+                // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                 unsafe { g.free(slots[k], h.thread_id) };
                 let size = 16 + ((seed >> 20) % 1009) as usize;
+                // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                 slots[k] = unsafe { h.malloc(size) };
                 // Overwrite the block's first word, as programs do, with something that is not a
                 // link of this page.
+                // SAFETY: the block was just allocated with at least 8 bytes.
                 unsafe { *(slots[k] as *mut u64) = seed | 0xFFFF_0000_0000_0000 };
             }
             for p in slots {
+                // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                 unsafe { g.free(p, h.thread_id) };
             }
             stop.store(true, Ordering::Release);
+            // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
             unsafe { g.destroy_heap(h) };
         });
         let mut snapshots = 0;

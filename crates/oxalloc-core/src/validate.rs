@@ -72,9 +72,18 @@ pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
             let s = unsafe { &*seg };
             assert!(s.in_heap_list, "segment {seg:p} listed without its flag");
             assert_eq!(s.thread_id.load(Ordering::Relaxed), heap.thread_id);
-            assert!(s.used_pages < s.page_count, "full segment {seg:p} in the free-slot list");
-            let assigned = s.pages[..s.page_count].iter().filter(|p| p.assigned).count();
-            assert_eq!(assigned, s.used_pages, "segment {seg:p} miscounts its pages");
+            assert!(
+                s.used_pages < s.page_count,
+                "full segment {seg:p} in the free-slot list"
+            );
+            let assigned = s.pages[..s.page_count]
+                .iter()
+                .filter(|p| p.assigned)
+                .count();
+            assert_eq!(
+                assigned, s.used_pages,
+                "segment {seg:p} miscounts its pages"
+            );
             // SAFETY: `seg` is in this list.
             seg = unsafe { List::<Segment, crate::segment::InOwnerList>::next(seg) };
         }

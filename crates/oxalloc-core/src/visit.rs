@@ -51,7 +51,8 @@ pub unsafe fn snapshot<S: Os>(
             if own == Some(heap as *const Heap<S>) {
                 own_heap_live(h, &mut s, &mut live_blocks);
             } else {
-                live_blocks = live_blocks.wrapping_add(h.counters.live_blocks.load(Ordering::Relaxed));
+                live_blocks =
+                    live_blocks.wrapping_add(h.counters.live_blocks.load(Ordering::Relaxed));
                 s.live_bytes = s
                     .live_bytes
                     .wrapping_add(h.counters.live_bytes.load(Ordering::Relaxed));

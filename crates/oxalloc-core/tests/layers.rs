@@ -30,7 +30,7 @@ fn layers() -> BTreeMap<String, usize> {
         let rest: String = words.collect::<Vec<_>>().join(" ");
         // Module names come first, comma separated, before the description.
         for name in rest.split("  ").next().unwrap().split(',') {
-            let name = name.trim().split_whitespace().next().unwrap_or("");
+            let name = name.split_whitespace().next().unwrap_or("");
             if !name.is_empty() {
                 map.insert(name.to_string(), layer);
             }
@@ -65,7 +65,9 @@ fn modules_use_only_lower_layers() {
     let mut broken = Vec::new();
     for (module, text) in modules() {
         let Some(&own) = layers.get(&module) else {
-            broken.push(format!("module `{module}` is not in the layer table of lib.rs"));
+            broken.push(format!(
+                "module `{module}` is not in the layer table of lib.rs"
+            ));
             continue;
         };
         // Test modules may reach anything.
@@ -86,5 +88,9 @@ fn modules_use_only_lower_layers() {
     }
     broken.sort();
     broken.dedup();
-    assert!(broken.is_empty(), "layer rule broken:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "layer rule broken:\n{}",
+        broken.join("\n")
+    );
 }

@@ -60,8 +60,10 @@ pub struct SentinelHeap(pub UnsafeCell<ThreadHeap>);
 unsafe impl Sync for SentinelHeap {}
 
 /// See [`SentinelHeap`].
-pub static SENTINEL: SentinelHeap =
-    SentinelHeap(UnsafeCell::new(oxalloc_core::Heap::sentinel(&ARENA, thread::bind_thread)));
+pub static SENTINEL: SentinelHeap = SentinelHeap(UnsafeCell::new(oxalloc_core::Heap::sentinel(
+    &ARENA,
+    thread::bind_thread,
+)));
 
 /// Address of the sentinel heap.
 #[inline(always)]

@@ -8,8 +8,8 @@
 //! calls [`bind_thread`].
 
 use crate::{Source, ARENA, HEAPS};
-use oxalloc_core::heap_life;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use oxalloc_core::heap_life;
 use oxalloc_core::Heap;
 
 /// Heap type of this process.

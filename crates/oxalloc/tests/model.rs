@@ -43,10 +43,12 @@ struct Live {
 }
 
 fn fill(l: &Live) {
+    // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
     unsafe { std::ptr::write_bytes(l.ptr, l.tag, l.size) };
 }
 
 fn intact(l: &Live, n: usize) -> bool {
+    // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
     unsafe { std::slice::from_raw_parts(l.ptr, n) }
         .iter()
         .all(|&b| b == l.tag)
@@ -59,6 +61,7 @@ fn run(ops: &[Op]) {
         tag = tag.wrapping_add(1).max(1);
         match *op {
             Op::Malloc(s) | Op::Calloc(s) | Op::Aligned(s, _) => {
+                // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
                 let (p, align) = unsafe {
                     match *op {
                         Op::Malloc(_) => (oxalloc::malloc(s), 16),
@@ -71,9 +74,11 @@ fn run(ops: &[Op]) {
                 };
                 assert!(!p.is_null(), "allocation of {s} failed");
                 assert_eq!(p as usize % align, 0, "alignment {align}");
+                // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
                 assert!(unsafe { oxalloc::usable_size(p) } >= s);
                 if let Op::Calloc(_) = op {
                     assert!(
+                        // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
                         unsafe { std::slice::from_raw_parts(p, s) }
                             .iter()
                             .all(|&b| b == 0),
@@ -91,6 +96,7 @@ fn run(ops: &[Op]) {
             Op::Realloc(i, s) if !live.is_empty() => {
                 let i = i % live.len();
                 let old = live[i].size;
+                // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
                 let p = unsafe { oxalloc::realloc(live[i].ptr, s) };
                 assert!(!p.is_null());
                 live[i].ptr = p;
@@ -101,6 +107,7 @@ fn run(ops: &[Op]) {
             Op::Free(i) if !live.is_empty() => {
                 let l = live.swap_remove(i % live.len());
                 assert!(intact(&l, l.size), "a block was overwritten while live");
+                // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
                 unsafe { oxalloc::free(l.ptr) };
             }
             _ => {}
@@ -117,6 +124,7 @@ fn run(ops: &[Op]) {
     }
     for l in live {
         assert!(intact(&l, l.size));
+        // SAFETY: the model passes the allocator only pointers it returned and has not freed, with the sizes and alignments they were allocated with.
         unsafe { oxalloc::free(l.ptr) };
     }
 }

@@ -75,6 +75,7 @@ fn over_aligned_layouts() {
     for align_log in 4..=21 {
         for size in [1usize, 100, 4096, 70_000, 300_000] {
             let layout = Layout::from_size_align(size, 1 << align_log).unwrap();
+            // SAFETY: every pointer comes from this allocator with the layout passed back, and is freed once.
             unsafe {
                 let p = GLOBAL.alloc(layout);
                 assert!(!p.is_null());
@@ -94,6 +95,7 @@ fn over_aligned_layouts() {
         }
     }
     let too_big = Layout::from_size_align(64, 8 << 20).unwrap();
+    // SAFETY: every pointer comes from this allocator with the layout passed back, and is freed once.
     assert!(unsafe { GLOBAL.alloc(too_big) }.is_null());
 }
 
@@ -115,6 +117,7 @@ fn fork_while_threads_allocate() {
         })
         .collect();
     for _ in 0..20 {
+        // SAFETY: every pointer comes from this allocator with the layout passed back, and is freed once.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             // Child: allocate and free a lot, with a thread of its own, then exit without
@@ -129,15 +132,18 @@ fn fork_while_threads_allocate() {
             }
             let mut t: libc::pthread_t = 0;
             let mut n: *mut libc::c_void = std::ptr::null_mut();
+            // SAFETY: every pointer comes from this allocator with the layout passed back, and is freed once.
             let ok = unsafe {
                 libc::pthread_create(&mut t, std::ptr::null(), child_thread, std::ptr::null_mut())
                     == 0
                     && libc::pthread_join(t, &mut n) == 0
             } && n as usize == 1000
                 && v.len() == 10;
+            // SAFETY: every pointer comes from this allocator with the layout passed back, and is freed once.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
         let mut status = 0;
+        // SAFETY: every pointer comes from this allocator with the layout passed back, and is freed once.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,

@@ -61,7 +61,6 @@ impl fmt::Display for Bytes {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

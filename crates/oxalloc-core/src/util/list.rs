@@ -182,7 +182,11 @@ impl<T: Linked<K>, K> List<T, K> {
 
     /// Checks the list's invariants (walks it), panicking with the first one broken.
     pub fn check(&self) {
-        assert_eq!(self.first.is_null(), self.last.is_null(), "first/last disagree");
+        assert_eq!(
+            self.first.is_null(),
+            self.last.is_null(),
+            "first/last disagree"
+        );
         assert_eq!(self.first.is_null(), self.len == 0, "length disagrees");
         let mut prev: *mut T = ptr::null_mut();
         let mut e = self.first;
