@@ -18,7 +18,6 @@ use crate::page_life::{find_page, refill};
 use crate::segment::{owner, Segment, SegmentKind, SEGMENT_MAP};
 use crate::size_class::{bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
 use crate::util::align::align_up;
-use crate::util::sync::Ordering;
 use core::ptr;
 
 /// Allocates `size` bytes, 16-byte aligned. Null when out of memory.
@@ -64,7 +63,7 @@ pub unsafe fn malloc_fast<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
 #[inline(never)]
 pub unsafe fn malloc_slow<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
     // A sentinel heap has empty queues and no delayed frees, so it falls through too.
-    if size <= MEDIUM_MAX && heap.delayed.load(Ordering::Relaxed) == 0 {
+    if size <= MEDIUM_MAX && heap.delayed.is_empty() {
         let page = heap.pages.queues[bin_of(size)].first();
         if !page.is_null() {
             // SAFETY: pages in our queues are ours.

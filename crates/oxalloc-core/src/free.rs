@@ -11,10 +11,11 @@ use crate::arena::Arena;
 use crate::heap::Heap;
 use crate::huge::huge_free;
 use crate::os::Os;
-use crate::page::{delayed, Block, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
+use crate::page::{Block, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
 use crate::page_life::{retire, unfull};
 use crate::segment::{Segment, SegmentKind, SEGMENT_MAP};
-use crate::util::sync::Ordering;
+use crate::thread_free::Pushed;
+use crate::util::sync::{link_read, Ordering};
 
 /// Frees `p`, called on the thread whose id is `tid`.
 ///
@@ -130,54 +131,26 @@ unsafe fn free_generic<S: Os>(
     }
 }
 
-/// Frees a block of a page another thread owns (or nobody owns, when abandoned).
+/// Frees a block of a page another thread owns (or nobody owns, when abandoned): the
+/// `thread_free` protocol.
 unsafe fn free_remote<S: Os>(arena: &Arena<S>, page: &Page, block: *mut Block) {
-    let mut tf = page.thread_free.load(Ordering::Relaxed);
-    let notify = loop {
-        let state = tf & delayed::MASK;
-        let head = tf & !delayed::MASK;
-        let (new, notify) = if state == delayed::USE_DELAYED {
-            (head | delayed::FREEING, true)
-        } else {
-            if head == block as usize {
-                arena.os.fatal(
-                    "free(): double free detected (block freed twice by other threads)",
-                    head,
-                );
+    // SAFETY: the block is being freed by us; its first word is ours to link with.
+    match unsafe { page.thread_free.push(block as usize) } {
+        Ok(Pushed::Listed) => {}
+        Ok(Pushed::Notify) => {
+            // SAFETY: in state FREEING the owner cannot tear its heap down (it waits for us),
+            // and a page is only ever put in USE_DELAYED by a live owning heap.
+            unsafe {
+                let heap = page.heap.load(Ordering::Acquire) as *const Heap<S>;
+                debug_assert!(!heap.is_null());
+                (*heap).delayed.push(block as usize);
             }
-            // SAFETY: the block is being freed by us; its first word is ours to link with.
-            unsafe { *(block as *mut usize) = head };
-            (block as usize | state, false)
-        };
-        match page
-            .thread_free
-            .compare_exchange_weak(tf, new, Ordering::Release, Ordering::Relaxed)
-        {
-            Ok(_) => break notify,
-            Err(now) => tf = now,
+            page.thread_free.end_notify();
         }
-    };
-    if notify {
-        // SAFETY: in state FREEING the owner cannot tear its heap down (it waits for us), and
-        // a page is only ever put in USE_DELAYED by a live owning heap.
-        unsafe {
-            let heap = page.heap.load(Ordering::Acquire) as *const Heap<S>;
-            debug_assert!(!heap.is_null());
-            let mut head = (*heap).delayed.load(Ordering::Relaxed);
-            loop {
-                *(block as *mut usize) = head;
-                match (*heap).delayed.compare_exchange_weak(
-                    head,
-                    block as usize,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(now) => head = now,
-                }
-            }
-        }
-        page.set_delayed_from_freeing();
+        Err(head) => arena.os.fatal(
+            "free(): double free detected (block freed twice by other threads)",
+            head,
+        ),
     }
 }
 
@@ -225,7 +198,7 @@ pub(crate) unsafe fn free_owned<S: Os>(heap: &mut Heap<S>, page: *mut Page, bloc
 /// Called by the thread owning `heap`.
 #[inline]
 pub(crate) unsafe fn drain_delayed<S: Os>(heap: &mut Heap<S>) {
-    if heap.delayed.load(Ordering::Relaxed) != 0 {
+    if !heap.delayed.is_empty() {
         // SAFETY: same contract.
         unsafe { drain_delayed_list(heap) }
     }
@@ -234,12 +207,12 @@ pub(crate) unsafe fn drain_delayed<S: Os>(heap: &mut Heap<S>) {
 #[cold]
 #[inline(never)]
 unsafe fn drain_delayed_list<S: Os>(heap: &mut Heap<S>) {
-    let mut block = heap.delayed.swap(0, Ordering::Acquire) as *mut Block;
+    let mut block = heap.delayed.take_all() as *mut Block;
     while !block.is_null() {
         // SAFETY: blocks on the delayed list are used blocks of our pages, pushed with plain
-        // links by `free_remote`; after the swap the list is ours alone.
+        // links by `free_remote`; after the take the list is ours alone.
         unsafe {
-            let next = *(block as *const usize) as *mut Block;
+            let next = link_read(block as usize) as *mut Block;
             let seg = Segment::of(block.cast());
             let page = (*seg).page_of(block.cast());
             free_owned(heap, page, block);

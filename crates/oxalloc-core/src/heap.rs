@@ -24,9 +24,10 @@ use crate::page::Page;
 use crate::page_queue::{PageQueue, PageQueues, FULL};
 use crate::segment::{InOwnerList, Segment};
 use crate::stats::HeapCounters;
+use crate::thread_free::DelayedList;
 use crate::util::align::align_up;
 use crate::util::list::{Linked, Links, List};
-use crate::util::sync::{AtomicUsize, Ordering, SpinLock};
+use crate::util::sync::{Ordering, SpinLock};
 use core::ptr;
 
 /// A heap adds its live-byte changes to the global estimate (and samples the peak) once they
@@ -44,8 +45,8 @@ pub struct Heap<S: Os + 'static> {
     pub(crate) pages: PageQueues,
     /// The owning thread's id; 0 for the sentinel.
     pub(crate) thread_id: usize,
-    /// Blocks of full pages freed by other threads (plain links).
-    pub(crate) delayed: AtomicUsize,
+    /// Blocks of full pages freed by other threads (see `thread_free`).
+    pub(crate) delayed: DelayedList,
     /// The memory layer this heap takes segments from.
     pub(crate) arena: &'static Arena<S>,
     /// Binds a real heap to the thread (used by the sentinel's slow path).
@@ -77,7 +78,7 @@ impl<S: Os + 'static> Heap<S> {
         Heap {
             pages: PageQueues::new(),
             thread_id: 0,
-            delayed: AtomicUsize::new(0),
+            delayed: DelayedList::new(),
             arena,
             bind,
             key: 0,

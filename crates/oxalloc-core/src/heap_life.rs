@@ -7,10 +7,10 @@ use crate::arena::Arena;
 use crate::free::drain_delayed;
 use crate::heap::{BindFn, Heap, HeapRegistry};
 use crate::os::Os;
-use crate::page::delayed;
 use crate::page_life::{collect, owned_segment_remove, release_page};
 use crate::page_queue::{PageQueue, FULL};
 use crate::segment::{owner, InOwnerList, Segment};
+use crate::thread_free::delayed;
 use crate::util::list::List;
 use crate::util::sync::Ordering;
 
@@ -50,7 +50,7 @@ unsafe fn abandon<S: Os>(heap: &mut Heap<S>) {
         for q in 0..=FULL {
             let mut page = heap.pages.queues[q].first();
             while !page.is_null() {
-                (*page).set_delayed(delayed::NEVER);
+                (*page).thread_free.set_state(delayed::NEVER);
                 page = PageQueue::next(page);
             }
         }
@@ -67,7 +67,7 @@ unsafe fn abandon<S: Os>(heap: &mut Heap<S>) {
                 }
                 heap.pages.remove(page);
                 collect(heap, page);
-                (*page).set_delayed(delayed::NEVER);
+                (*page).thread_free.set_state(delayed::NEVER);
                 if (*page).all_free() {
                     release_page(heap, page);
                     continue;

@@ -21,7 +21,8 @@
 //!  0  util                                   leaf: sync, list, align, fmt
 //!  1  os, size_class, options                the source trait; size classes; the options table
 //!  2  stats                                  counters and snapshots
-//!  3  page                                   the blocks of a page and its free lists
+//!  3  thread_free, page                      the cross-thread free protocol; a page's blocks and
+//!                                            free lists
 //!  4  page_queue, segment                    queues of pages + direct table; segment layout + map
 //!  5  span_cache, region                     spans kept for reuse and when to purge them; the
 //!                                            fixed-region source
@@ -76,6 +77,7 @@ pub mod size_class;
 pub mod stats;
 
 pub(crate) mod page;
+pub mod thread_free;
 
 pub(crate) mod page_queue;
 pub(crate) mod segment;

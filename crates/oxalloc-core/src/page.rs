@@ -19,8 +19,9 @@
 //! double free is caught before it can steer `malloc` to an arbitrary address.
 
 use crate::size_class::ALIGN;
+use crate::thread_free::{delayed, ThreadFree};
 use crate::util::list::{Linked, Links};
-use crate::util::sync::{AtomicUsize, Ordering};
+use crate::util::sync::{link_read, AtomicUsize};
 use core::ptr;
 
 /// A free block: its first word links to the next free block (encoded, see [`Page::encode`]).
@@ -33,20 +34,6 @@ pub struct Block {
 pub const FLAG_IN_FULL: u8 = 1;
 /// `flags` bit: `malloc` handed out interior pointers of this page (aligned allocation).
 pub const FLAG_HAS_ALIGNED: u8 = 2;
-
-/// Delayed-free state kept in the low bits of `thread_free` (blocks are 16-byte aligned).
-pub mod delayed {
-    /// Remote frees push on the page's `thread_free` list.
-    pub const NORMAL: usize = 0;
-    /// The page is full: the next remote free must tell the owning heap (see `free_remote`).
-    pub const USE_DELAYED: usize = 1;
-    /// A remote thread is pushing on the owning heap's delayed list right now.
-    pub const FREEING: usize = 2;
-    /// The page has no heap (abandoned) or its heap is being torn down.
-    pub const NEVER: usize = 3;
-    /// Mask of the state bits.
-    pub const MASK: usize = 3;
-}
 
 /// Most bytes linked into `free` in one extension: carving lazily keeps fresh pages untouched
 /// (and out of the resident set) until they are needed.
@@ -87,8 +74,8 @@ pub struct Page {
     pub block_size: usize,
     /// First block.
     pub start: *mut u8,
-    /// Blocks freed by other threads (plain links) plus the delayed-free state in the low bits.
-    pub thread_free: AtomicUsize,
+    /// Blocks freed by other threads (plain links) and the delayed-free state (`thread_free`).
+    pub thread_free: ThreadFree,
     /// Address of the owning heap, 0 when abandoned.
     pub heap: AtomicUsize,
     /// Links in the heap's page queue.
@@ -126,7 +113,7 @@ impl Page {
         requested: 0,
         block_size: 0,
         start: ptr::null_mut(),
-        thread_free: AtomicUsize::new(delayed::NEVER),
+        thread_free: ThreadFree::new(delayed::NEVER),
         heap: AtomicUsize::new(0),
         queue: Links::UNLINKED,
     };
@@ -217,7 +204,7 @@ impl Page {
         let reserved = (end - start as usize) / block_size;
         debug_assert!(reserved >= 1, "page too small for its block size");
         *self = Page {
-            thread_free: AtomicUsize::new(delayed::NORMAL),
+            thread_free: ThreadFree::new(delayed::NORMAL),
             ..Page::EMPTY
         };
         self.assigned = true;
@@ -265,38 +252,23 @@ impl Page {
     /// The caller owns the page.
     pub unsafe fn collect(&mut self) -> Result<u32, usize> {
         let mut collected = 0;
-        if self.thread_free.load(Ordering::Relaxed) & !delayed::MASK != 0 {
-            // Take the whole list, keeping the state bits.
-            let mut tf = self.thread_free.load(Ordering::Relaxed);
-            loop {
-                let taken = tf & delayed::MASK;
-                match self.thread_free.compare_exchange_weak(
-                    tf,
-                    taken,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(now) => tf = now,
-                }
+        let mut block = self.thread_free.take_all() as *mut Block;
+        while !block.is_null() {
+            if collected >= self.used || !self.contains(block as usize) {
+                return Err(block as usize);
             }
-            let mut block = (tf & !delayed::MASK) as *mut Block;
-            while !block.is_null() {
-                if collected >= self.used || !self.contains(block as usize) {
-                    return Err(block as usize);
-                }
-                // SAFETY: blocks on `thread_free` belong to this page; their first word is a
-                // plain link written by `free_remote`. We now own the list exclusively.
-                let next = unsafe { (*block).next } as *mut Block;
-                // SAFETY: the block is ours and free.
-                unsafe { (*block).next = self.encode(self.local_free) };
-                self.local_free = block;
-                collected += 1;
-                block = next;
-            }
-            debug_assert!(self.used >= collected);
-            self.used -= collected;
+            // SAFETY: blocks on `thread_free` belong to this page; their first word is a plain
+            // link written by a remote free before it published the block. We took the list,
+            // so it is ours alone now.
+            let next = unsafe { link_read(block as usize) } as *mut Block;
+            // SAFETY: the block is ours and free.
+            unsafe { (*block).next = self.encode(self.local_free) };
+            self.local_free = block;
+            collected += 1;
+            block = next;
         }
+        debug_assert!(self.used >= collected);
+        self.used -= collected;
         Ok(collected)
     }
 
@@ -340,14 +312,14 @@ impl Page {
                 steps += 1;
             }
         }
-        let mut b = (self.thread_free.load(Ordering::Acquire) & !delayed::MASK) as *mut Block;
+        let mut b = self.thread_free.head() as *mut Block;
         let mut steps = 0;
         while !b.is_null() && steps < limit && self.contains(b as usize) {
             if b == block {
                 return true;
             }
             // SAFETY: blocks on `thread_free` are free blocks of this page with plain links.
-            b = unsafe { (*b).next } as *mut Block;
+            b = unsafe { link_read(b as usize) } as *mut Block;
             steps += 1;
         }
         false
@@ -380,11 +352,11 @@ impl Page {
     /// The caller owns the page.
     pub unsafe fn thread_free_len(&self) -> u32 {
         let mut n = 0;
-        let mut b = (self.thread_free.load(Ordering::Acquire) & !delayed::MASK) as *mut Block;
+        let mut b = self.thread_free.head() as *mut Block;
         while !b.is_null() && n <= self.reserved && self.contains(b as usize) {
             n += 1;
             // SAFETY: blocks on `thread_free` are free blocks of this page with plain links.
-            b = unsafe { (*b).next } as *mut Block;
+            b = unsafe { link_read(b as usize) } as *mut Block;
         }
         n
     }
@@ -398,49 +370,6 @@ impl Page {
             b = self.decode(unsafe { (*b).next });
         }
         n
-    }
-
-    /// Sets the delayed-free state, waiting out a remote thread that is mid-notification.
-    pub fn set_delayed(&self, state: usize) {
-        let mut tf = self.thread_free.load(Ordering::Relaxed);
-        loop {
-            if tf & delayed::MASK == delayed::FREEING {
-                core::hint::spin_loop();
-                tf = self.thread_free.load(Ordering::Acquire);
-                continue;
-            }
-            if tf & delayed::MASK == state {
-                return;
-            }
-            let new = (tf & !delayed::MASK) | state;
-            match self.thread_free.compare_exchange_weak(
-                tf,
-                new,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(now) => tf = now,
-            }
-        }
-    }
-
-    /// Ends a remote thread's notification: state `FREEING` back to `NORMAL`.
-    pub fn set_delayed_from_freeing(&self) {
-        let mut tf = self.thread_free.load(Ordering::Relaxed);
-        loop {
-            debug_assert_eq!(tf & delayed::MASK, delayed::FREEING);
-            let new = (tf & !delayed::MASK) | delayed::NORMAL;
-            match self.thread_free.compare_exchange_weak(
-                tf,
-                new,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(now) => tf = now,
-            }
-        }
     }
 
     /// Whether no block of the page is in use (blocks on `thread_free` count as in use until
@@ -478,9 +407,11 @@ mod tests {
             page.push_local(a.cast());
             assert!(page.is_on_free_list(a.cast()));
             assert!(!page.is_on_free_list(b.cast()));
-            // A remote free, by hand.
-            (*(b as *mut Block)).next = 0;
-            page.thread_free.store(b as usize, Ordering::Release);
+            // A remote free.
+            assert_eq!(
+                page.thread_free.push(b as usize),
+                Ok(crate::thread_free::Pushed::Listed)
+            );
             assert_eq!(page.collect(), Ok(1));
             assert_eq!(page.used, 0);
             assert_eq!(page.free_len(), 512 - 2);
@@ -499,19 +430,17 @@ mod tests {
 
     #[test]
     fn delayed_state_keeps_the_list() {
-        let page = Page {
-            thread_free: AtomicUsize::new(0x1000),
-            ..Page::EMPTY
-        };
-        page.set_delayed(delayed::USE_DELAYED);
-        assert_eq!(
-            page.thread_free.load(Ordering::Relaxed),
-            0x1000 | delayed::USE_DELAYED
-        );
-        page.set_delayed(delayed::NEVER);
-        assert_eq!(
-            page.thread_free.load(Ordering::Relaxed),
-            0x1000 | delayed::NEVER
-        );
+        let mut block = [0usize; 2];
+        let page = Page::EMPTY;
+        page.thread_free.set_state(delayed::NORMAL);
+        // SAFETY: `block` is ours to link.
+        unsafe { page.thread_free.push(block.as_mut_ptr() as usize).unwrap() };
+        page.thread_free.set_state(delayed::USE_DELAYED);
+        assert_eq!(page.thread_free.head(), block.as_mut_ptr() as usize);
+        assert_eq!(page.thread_free.state(), delayed::USE_DELAYED);
+        page.thread_free.set_state(delayed::NEVER);
+        assert_eq!(page.thread_free.head(), block.as_mut_ptr() as usize);
+        assert_eq!(page.thread_free.take_all(), block.as_mut_ptr() as usize);
+        assert_eq!(page.thread_free.state(), delayed::NEVER);
     }
 }

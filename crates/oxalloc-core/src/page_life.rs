@@ -8,10 +8,11 @@
 
 use crate::heap::{Heap, LIVE_SAMPLE_BYTES};
 use crate::os::Os;
-use crate::page::{delayed, Page, FLAG_IN_FULL};
+use crate::page::{Page, FLAG_IN_FULL};
 use crate::page_queue::PageQueue;
 use crate::segment::{Segment, SegmentKind};
 use crate::size_class::{bin_is_small, bin_size};
+use crate::thread_free::delayed;
 use crate::util::sync::Ordering;
 use core::ptr;
 
@@ -84,12 +85,12 @@ pub(crate) unsafe fn find_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Pa
             if announced {
                 // Announce that remote frees must tell us, then look once more: a remote
                 // free that landed before the announcement would otherwise go unseen.
-                (*page).set_delayed(delayed::USE_DELAYED);
+                (*page).thread_free.set_state(delayed::USE_DELAYED);
                 refill(heap, page);
             }
             if !(*page).free.is_null() {
                 if announced {
-                    (*page).set_delayed(delayed::NORMAL);
+                    (*page).thread_free.set_state(delayed::NORMAL);
                 }
                 if page != heap.pages.queues[bin].first() {
                     // Pages before it went to the full queue (or it was further back): it
@@ -213,7 +214,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
         heap.counters
             .add_live(-(p.used_accounted as i64), p.block_size);
         p.used_accounted = 0;
-        p.set_delayed(delayed::NEVER);
+        p.thread_free.set_state(delayed::NEVER);
         p.heap.store(0, Ordering::Release);
         p.assigned = false;
         p.flags = 0;
@@ -257,7 +258,7 @@ pub(crate) unsafe fn unfull<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
     // SAFETY: the page is ours and in the full queue.
     unsafe {
         heap.pages.move_from_full(page);
-        (*page).set_delayed(delayed::NORMAL);
+        (*page).thread_free.set_state(delayed::NORMAL);
     }
 }
 
@@ -285,7 +286,7 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
             // The page's blocks in use were no heap's while abandoned: from now on they are ours.
             (*page).used_accounted = 0;
             (*page).heap.store(me, Ordering::Release);
-            (*page).set_delayed(delayed::NORMAL);
+            (*page).thread_free.set_state(delayed::NORMAL);
             collect(heap, page);
             (*page).flags &= !FLAG_IN_FULL;
             if (*page).all_free() {

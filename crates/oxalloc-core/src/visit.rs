@@ -98,7 +98,7 @@ unsafe fn own_heap_live<S: Os>(heap: &Heap<S>, s: &mut Snapshot, live_blocks: &m
         heap.for_each_page(|page| page_live(page, s, live_blocks));
         // Blocks on the delayed list are freed but still counted in their page's `used`. The
         // owner is the only thread that takes them off, and its acquire load sees the links.
-        let mut b = heap.delayed.load(Ordering::Acquire) as *const Block;
+        let mut b = heap.delayed.head() as *const Block;
         let mut steps = 0;
         while !b.is_null() && steps < 1 << 20 && SEGMENT_MAP.contains(b.cast()) {
             let seg = crate::segment::Segment::of(b.cast());

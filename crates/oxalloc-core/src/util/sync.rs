@@ -12,6 +12,33 @@ pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Order
 #[cfg(not(target_has_atomic = "64"))]
 pub use narrow::AtomicU64;
 
+/// Writes a free-list link into a freed block's first word (a plain store; the push that
+/// publishes the block orders it).
+///
+/// # Safety
+/// `block` is the address of a block whose first word the caller may write.
+#[inline(always)]
+pub unsafe fn link_write(block: usize, link: usize) {
+    // SAFETY: per the contract.
+    unsafe { *(block as *mut usize) = link };
+}
+
+/// Reads a free-list link from a block's first word.
+///
+/// # Safety
+/// `block` is the address of a block on a list the caller has taken or may walk.
+#[inline(always)]
+pub unsafe fn link_read(block: usize) -> usize {
+    // SAFETY: per the contract.
+    unsafe { *(block as *const usize) }
+}
+
+/// What a thread does while it waits for another one (a CPU hint).
+#[inline(always)]
+pub fn spin_hint() {
+    core::hint::spin_loop();
+}
+
 #[cfg(not(target_has_atomic = "64"))]
 mod narrow {
     use core::sync::atomic::{AtomicUsize, Ordering};
