@@ -45,6 +45,12 @@ struct ox_mallinfo2 {
 };
 struct ox_mallinfo2 ox_mallinfo2(void);
 
+/* glibc's older struct mallinfo: the same fields as int, saturated at INT_MAX. */
+struct ox_mallinfo {
+    int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+struct ox_mallinfo ox_mallinfo(void);
+
 /* Writes the statistics as one JSON line into buf (NUL-terminated, truncated to len);
  * returns the length of the full line. */
 size_t ox_stats_json(char *buf, size_t len);

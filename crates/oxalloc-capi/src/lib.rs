@@ -17,6 +17,8 @@
 //!   `malloc_info`, `mallopt`, `malloc_trim`) and oxalloc's own statistics output;
 //! - [`exports`]: the exported symbols, `ox_*` always and the standard names under the
 //!   `override` feature.
+//!
+//! The library's SONAME is `liboxalloc.so.<major>` (set by `build.rs`).
 #![no_std]
 #![warn(missing_docs)]
 #![allow(clippy::missing_safety_doc)]

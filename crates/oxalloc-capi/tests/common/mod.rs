@@ -61,6 +61,28 @@ fn newest_source(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
     newest
 }
 
+/// The SONAME liboxalloc.so carries (see build.rs), which linked programs look for.
+pub fn soname() -> String {
+    format!("liboxalloc.so.{}", env!("CARGO_PKG_VERSION_MAJOR"))
+}
+
+/// A directory holding `liboxalloc.so.<major>`, a link to [`lib`], for the run-time path of
+/// linked programs: they ask for the library by its SONAME, which the build directory lacks.
+pub fn soname_dir() -> PathBuf {
+    let target = lib(); // fails early, and clearly, if the library is missing or stale
+    let d = out_dir().join("lib");
+    std::fs::create_dir_all(&d).unwrap();
+    let link = d.join(soname());
+    // Tests run in parallel: make the link under a unique name, then rename it into place.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = d.join(format!(".{}.{}.{n}", soname(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    d
+}
+
 /// Where compiled test programs go.
 pub fn out_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oxalloc-c-tests");
@@ -95,10 +117,9 @@ pub fn compile(source: &str, link: bool) -> PathBuf {
         .arg("-o")
         .arg(&out);
     if link {
-        lib(); // fails early, and clearly, if the library is missing or stale
         cmd.arg(format!("-L{}", lib_dir().display()))
             .arg("-loxalloc")
-            .arg(format!("-Wl,-rpath,{}", lib_dir().display()));
+            .arg(format!("-Wl,-rpath,{}", soname_dir().display()));
     } else {
         // The prefixed API is looked up in the preloaded library at run time.
         cmd.arg("-DOX_DYNAMIC");
