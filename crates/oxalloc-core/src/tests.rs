@@ -183,6 +183,7 @@ fn malloc_free_many_sizes_reuses_memory() {
 }
 
 #[test]
+#[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
 fn remote_frees_come_back_to_the_owner() {
     let g = &global(16);
     let owner = heap(g);
@@ -404,6 +405,7 @@ fn interior_pointer_is_detected() {
 }
 
 #[test]
+#[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
 fn many_threads_cross_free_without_losing_blocks() {
     let g = &global(64);
     const THREADS: usize = 4;
@@ -498,6 +500,7 @@ fn huge_spans_come_in_a_few_sizes() {
 }
 
 #[test]
+#[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
 fn snapshots_while_another_thread_allocates() {
     // A snapshot walks other threads' free lists while they change under it (statistics are
     // approximate then); it must never follow a link out of the page it is walking.

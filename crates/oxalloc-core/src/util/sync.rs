@@ -196,6 +196,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
     fn lock_serialises_increments() {
         static COUNTER: SpinLock<u64> = SpinLock::new(0);
         std::thread::scope(|s| {
