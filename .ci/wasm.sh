@@ -9,5 +9,5 @@ for t in wasm32-unknown-unknown wasm32-wasip1; do
 done
 command -v node >/dev/null || { echo "ci/wasm: node is needed to run the wasm32-wasip1 tests" >&2; exit 1; }
 cargo build -p oxalloc-core --target wasm32-unknown-unknown
-CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings --wasm-enforce-bounds-checks $PWD/scripts/wasi-run.js" \
+CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings --no-incremental-marking --wasm-enforce-bounds-checks $PWD/scripts/wasi-run.js" \
     cargo test -p oxalloc-core --lib --target wasm32-wasip1
