@@ -441,7 +441,8 @@ def markdown(rows, geo, geo_vs, allocators, meta, baseline):
     if meta.get("left_out"):
         lines.append("Left out of this run: " + ", ".join(f"{a} ({why})" for a, why in meta["left_out"].items()) + ".\n")
     lines.append(f"{meta['runs']} runs per workload and allocator, interleaved; medians. Machine: {meta['machine']}. "
-                 f"Date: {meta['date']}. Command: `{meta['command']}`.\n")
+                 f"Date: {meta['date']}. Command: `{meta['command']}`."
+                 + (f" oxalloc, the peers and the workloads built with {meta['toolchain']}." if meta.get("toolchain") else "") + "\n")
     return "\n".join(lines)
 
 
@@ -628,7 +629,8 @@ def main():
     command = "python3 bench/run.py" + "".join(f" {a}" for a in sys.argv[1:] if a not in ("--no-build",))
     meta = {"runs": args.runs, "machine": machine, "date": time.strftime("%Y-%m-%d"), "command": command,
             "baseline": baseline, "strong": [a for a in STRONG if a in allocators], "versions": versions,
-            "left_out": left_out}
+            "left_out": left_out,
+            "toolchain": f"{_run(['rustc', '--version']) or 'rustc ?'}; {(_run(['gcc', '--version']) or 'gcc ?').splitlines()[0]}"}
     table = markdown(rows, geo, geo_vs, allocators, meta, baseline)
     # Partial runs do not replace the committed results.
     partial = bool(args.only) or args.no_write or bool(args.allocators)
