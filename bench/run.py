@@ -379,6 +379,17 @@ def summarise(results, allocators, loads, baseline):
     return rows, geo, geo_vs
 
 
+def no_nan(x):
+    """The same data with NaN (no value) as null, so latest.json is strict JSON."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: no_nan(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [no_nan(v) for v in x]
+    return x
+
+
 def fmt_ratio(x, best=False):
     if x != x:  # NaN
         return "-"
@@ -637,8 +648,8 @@ def main():
     out_dir = WORK if partial else BENCH / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.md").write_text(table)
-    (out_dir / "latest.json").write_text(json.dumps({"meta": meta, "allocators": allocators, "rows": rows, "geomean": geo,
-                                                     "vs_strong_geomean": geo_vs, "raw": results}, indent=1))
+    (out_dir / "latest.json").write_text(json.dumps(no_nan({"meta": meta, "allocators": allocators, "rows": rows, "geomean": geo,
+                                                            "vs_strong_geomean": geo_vs, "raw": results}), indent=1))
     svg_chart(rows, geo, allocators, out_dir / "chart.svg", baseline)
     pairs = callgrind_pairs(allocators) if args.callgrind else {}
     if pairs:
