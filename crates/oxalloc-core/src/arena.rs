@@ -287,21 +287,29 @@ impl<S: Os + 'static> Arena<S> {
         (!seg.is_null()).then_some(seg)
     }
 
-    /// Takes every lock, for `fork()`: the child must not inherit a lock held mid-update.
-    pub fn lock_for_fork(&self) {
-        self.segments.lock_for_fork();
-        self.cache.lock_for_fork();
+    /// Takes the arena's locks for `fork()` (the child must not inherit a lock held
+    /// mid-update), except those the calling thread holds already (a fork from a signal
+    /// handler; see `SpinLock::lock_for_fork`). Returns which it took, for
+    /// [`Arena::unlock_after_fork`].
+    pub fn lock_for_fork(&self) -> u32 {
+        self.segments.lock_for_fork() as u32 | (self.cache.lock_for_fork() as u32) << 1
     }
 
-    /// Releases the locks taken by [`Arena::lock_for_fork`] (in the parent and in the child).
+    /// Releases the locks `taken` names (what [`Arena::lock_for_fork`] returned, in the parent;
+    /// `u32::MAX` in the child, which has one thread and must be able to allocate).
     ///
     /// # Safety
-    /// `lock_for_fork` was called before the fork.
-    pub unsafe fn unlock_after_fork(&self) {
-        // SAFETY: per the contract, we hold both locks.
+    /// In the parent, `taken` came from `lock_for_fork` before this fork; in the child, no
+    /// other thread exists.
+    pub unsafe fn unlock_after_fork(&self, taken: u32) {
+        // SAFETY: per the contract, the locks named are ours to release.
         unsafe {
-            self.cache.force_unlock();
-            self.segments.force_unlock();
+            if taken & 2 != 0 {
+                self.cache.force_unlock();
+            }
+            if taken & 1 != 0 {
+                self.segments.force_unlock();
+            }
         }
     }
 }

@@ -207,18 +207,22 @@ impl<S: Os + 'static> HeapRegistry<S> {
         }
     }
 
-    /// Takes the registry's lock for `fork()`.
-    pub fn lock_for_fork(&self) {
-        self.lists.lock_for_fork();
+    /// Takes the registry's lock for `fork()` unless the calling thread holds it already;
+    /// returns whether it took it (see `Arena::lock_for_fork`).
+    pub fn lock_for_fork(&self) -> bool {
+        self.lists.lock_for_fork()
     }
 
-    /// Releases the lock taken by [`HeapRegistry::lock_for_fork`].
+    /// Releases the lock if `taken` (in the parent: what [`HeapRegistry::lock_for_fork`]
+    /// returned; in the child: true).
     ///
     /// # Safety
-    /// `lock_for_fork` was called before the fork.
-    pub unsafe fn unlock_after_fork(&self) {
-        // SAFETY: per the contract.
-        unsafe { self.lists.force_unlock() };
+    /// As for `Arena::unlock_after_fork`.
+    pub unsafe fn unlock_after_fork(&self, taken: bool) {
+        if taken {
+            // SAFETY: per the contract.
+            unsafe { self.lists.force_unlock() };
+        }
     }
 }
 

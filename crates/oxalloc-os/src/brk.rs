@@ -160,18 +160,22 @@ impl Brk {
         }
     }
 
-    /// Takes the lock for `fork()`.
-    pub fn lock_for_fork(&self) {
-        self.state.lock_for_fork();
+    /// Takes the lock for `fork()` unless the calling thread holds it already; returns
+    /// whether it took it.
+    pub fn lock_for_fork(&self) -> bool {
+        self.state.lock_for_fork()
     }
 
-    /// Releases the lock after `fork()`.
+    /// Releases the lock after `fork()` if `taken` (in the child: always).
     ///
     /// # Safety
-    /// [`Brk::lock_for_fork`] was called before the fork.
-    pub unsafe fn unlock_after_fork(&self) {
-        // SAFETY: per the contract.
-        unsafe { self.state.force_unlock() };
+    /// In the parent, `taken` came from [`Brk::lock_for_fork`] before this fork; in the child,
+    /// no other thread exists.
+    pub unsafe fn unlock_after_fork(&self, taken: bool) {
+        if taken {
+            // SAFETY: per the contract.
+            unsafe { self.state.force_unlock() };
+        }
     }
 
     /// The current top of our break and the bytes on the free list (for tests and reports).

@@ -27,18 +27,19 @@ impl OsSource {
         }
     }
 
-    /// Takes the source's locks before `fork()`.
-    pub fn lock_for_fork(&self) {
-        self.brk.lock_for_fork();
+    /// Takes the source's lock before `fork()` unless the calling thread holds it; returns
+    /// whether it took it.
+    pub fn lock_for_fork(&self) -> bool {
+        self.brk.lock_for_fork()
     }
 
-    /// Releases the locks after `fork()`, in the parent and in the child.
+    /// Releases the lock after `fork()` if `taken` (in the child: always).
     ///
     /// # Safety
-    /// [`OsSource::lock_for_fork`] was called before the fork.
-    pub unsafe fn unlock_after_fork(&self) {
+    /// As for [`Brk::unlock_after_fork`].
+    pub unsafe fn unlock_after_fork(&self, taken: bool) {
         // SAFETY: per the contract.
-        unsafe { self.brk.unlock_after_fork() };
+        unsafe { self.brk.unlock_after_fork(taken) };
     }
 }
 

@@ -36,6 +36,7 @@ pub fn process_init() {
     {
         read_options();
         oxalloc_core::util::sync::set_yield(sys::yield_now);
+        oxalloc_core::util::sync::set_thread_id(crate::thread::thread_id);
         crate::thread::create_exit_key();
         STATE.store(READY, Ordering::Release);
     } else {

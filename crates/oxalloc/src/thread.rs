@@ -154,26 +154,51 @@ unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
     unsafe { heap_life::destroy(&HEAPS, heap) };
 }
 
+/// Which of the allocator's locks `fork_prepare` took (bit 0: heap registry, bits 1-2: arena,
+/// bit 3: program break), for `fork_parent`. Only the forking thread touches it between the two.
+static FORK_TAKEN: AtomicU32 = AtomicU32::new(0);
+
+extern "C" {
+    /// glibc's lock of the list of all stdio streams (recursive; exported since glibc 2.2.5).
+    fn _IO_list_lock();
+    fn _IO_list_unlock();
+    fn _IO_list_resetlock();
+}
+
+/// Before `fork()`: takes stdio's list lock first, in glibc's own order (its fork takes that
+/// lock before its malloc locks, because stdio allocates under stream locks: a thread in
+/// `getline` holds its stream's lock and may need ours, while `fflush(NULL)` holds the list lock
+/// and waits for that stream), then the allocator's locks, skipping any the calling thread holds
+/// already (a fork from a signal handler that interrupted this thread inside malloc).
 extern "C" fn fork_prepare() {
-    HEAPS.lock_for_fork();
-    ARENA.lock_for_fork();
-    ARENA.os.lock_for_fork();
+    // SAFETY: the lock is recursive, so glibc's fork taking it again after us is fine.
+    unsafe { _IO_list_lock() };
+    let taken = HEAPS.lock_for_fork() as u32
+        | ARENA.lock_for_fork() << 1
+        | (ARENA.os.lock_for_fork() as u32) << 3;
+    FORK_TAKEN.store(taken, Ordering::Relaxed);
 }
 
 extern "C" fn fork_parent() {
-    // SAFETY: fork_prepare took these locks.
+    let taken = FORK_TAKEN.load(Ordering::Relaxed);
+    // SAFETY: fork_prepare took the locks named by `taken`, and the stdio list lock once more
+    // than glibc's fork released.
     unsafe {
-        ARENA.os.unlock_after_fork();
-        ARENA.unlock_after_fork();
-        HEAPS.unlock_after_fork();
+        ARENA.os.unlock_after_fork(taken & 8 != 0);
+        ARENA.unlock_after_fork((taken >> 1) & 3);
+        HEAPS.unlock_after_fork(taken & 1 != 0);
+        _IO_list_unlock();
     }
 }
 
 extern "C" fn fork_child() {
-    // SAFETY: fork_prepare took these locks in the parent; the child has one thread.
+    // SAFETY: the child has one thread: every lock a thread of the parent held is free to
+    // release, so the child can allocate; the stdio list lock is reset as glibc's fork does
+    // (when the parent had threads it has done so already, and a reset is idempotent).
     unsafe {
-        ARENA.os.unlock_after_fork();
-        ARENA.unlock_after_fork();
-        HEAPS.unlock_after_fork();
+        ARENA.os.unlock_after_fork(true);
+        ARENA.unlock_after_fork(u32::MAX);
+        HEAPS.unlock_after_fork(true);
+        _IO_list_resetlock();
     }
 }

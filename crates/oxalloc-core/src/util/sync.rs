@@ -95,6 +95,28 @@ pub fn set_yield(f: fn()) {
     YIELD.store(f as usize, Ordering::Relaxed);
 }
 
+/// How the front end names the calling thread (a nonzero word unique among live threads, such
+/// as its thread control block's address), registered at start-up; 1 until then.
+static THREAD_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers the function that names the calling thread for lock ownership (it must not
+/// allocate, and must return nonzero).
+pub fn set_thread_id(f: fn() -> usize) {
+    THREAD_ID.store(f as usize, Ordering::Relaxed);
+}
+
+/// The calling thread's id for lock ownership.
+fn current_id() -> usize {
+    let f = THREAD_ID.load(Ordering::Relaxed);
+    if f == 0 {
+        1
+    } else {
+        // SAFETY: only `set_thread_id` stores a non-zero value, and it stores a `fn() -> usize`.
+        let f: fn() -> usize = unsafe { core::mem::transmute::<usize, fn() -> usize>(f) };
+        f()
+    }
+}
+
 fn yield_now() {
     let f = YIELD.load(Ordering::Relaxed);
     if f == 0 {
@@ -106,13 +128,13 @@ fn yield_now() {
     }
 }
 
-/// A test-and-test-and-set spin lock holding a `T`.
+/// A test-and-test-and-set spin lock holding a `T`, which knows the thread holding it.
 ///
-/// Invariant: `locked` is true exactly while one [`SpinGuard`] exists (or, in a child process
-/// after `fork`, while the parent's guard existed at the time of the fork; see
-/// [`SpinLock::force_unlock`]).
+/// Invariant: `owner` is the id of the thread holding the lock (see [`set_thread_id`]), or 0
+/// while it is free; it is nonzero exactly while one [`SpinGuard`] exists, or while the lock is
+/// held for `fork()` ([`SpinLock::lock_for_fork`] until [`SpinLock::force_unlock`]).
 pub struct SpinLock<T> {
-    locked: AtomicBool,
+    owner: AtomicUsize,
     value: UnsafeCell<T>,
 }
 
@@ -125,7 +147,7 @@ impl<T> SpinLock<T> {
     /// A new, unlocked lock.
     pub const fn new(value: T) -> Self {
         SpinLock {
-            locked: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
             value: UnsafeCell::new(value),
         }
     }
@@ -133,12 +155,17 @@ impl<T> SpinLock<T> {
     /// Takes the lock, spinning (and yielding the CPU hint) while another thread holds it.
     #[inline]
     pub fn lock(&self) -> SpinGuard<'_, T> {
+        let me = current_id();
         let mut spins = 0u32;
         loop {
-            if !self.locked.swap(true, Ordering::Acquire) {
+            if self
+                .owner
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
                 return SpinGuard { lock: self };
             }
-            while self.locked.load(Ordering::Relaxed) {
+            while self.owner.load(Ordering::Relaxed) != 0 {
                 spins += 1;
                 if spins < SPINS_BEFORE_YIELD {
                     core::hint::spin_loop();
@@ -150,18 +177,26 @@ impl<T> SpinLock<T> {
         }
     }
 
-    /// Takes the lock and leaves it held with no guard; pair with [`SpinLock::force_unlock`].
-    /// Used around `fork()` so the child never sees a half-done update.
-    pub fn lock_for_fork(&self) {
+    /// Takes the lock for `fork()` and leaves it held with no guard, so the child never sees a
+    /// half-done update; pair with [`SpinLock::force_unlock`]. Returns false, taking nothing,
+    /// when the calling thread holds the lock already: `fork()` was called from a signal
+    /// handler that interrupted this thread inside the lock, and waiting would never end (the
+    /// interrupted code releases it when the handler returns, in the parent and in the child).
+    pub fn lock_for_fork(&self) -> bool {
+        if self.owner.load(Ordering::Relaxed) == current_id() {
+            return false;
+        }
         core::mem::forget(self.lock());
+        true
     }
 
-    /// Releases a lock taken by [`SpinLock::lock_for_fork`].
+    /// Releases a lock held for `fork()`, or (in the child, which has one thread) a lock some
+    /// thread of the parent held when it forked.
     ///
     /// # Safety
-    /// The caller took the lock with `lock_for_fork` (in this process or in the parent).
+    /// The caller took the lock with `lock_for_fork`, or is the only thread of a child process.
     pub unsafe fn force_unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        self.owner.store(0, Ordering::Release);
     }
 }
 
@@ -187,7 +222,7 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
+        self.lock.owner.store(0, Ordering::Release);
     }
 }
 
