@@ -296,6 +296,8 @@ def allocator_versions(allocators):
             versions[name] = {"package": a.package, "text": f"Debian {a.package} {v}"}
         elif a.kind == "peer":
             versions[name] = peer_version(a)
+        elif a.kind == "compare":
+            versions[name] = {"text": f"preloaded from {a.lib}"}
         else:
             rev = _run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]) or "unknown"
             versions[name] = {"text": f"this tree, commit {rev}"}
@@ -564,7 +566,16 @@ def main():
     ap.add_argument("--callgrind", action="store_true", help="also count instructions per malloc/free pair")
     ap.add_argument("--no-build", action="store_true", help="use what is already built (oxalloc, workloads, peers)")
     ap.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md and bench/results alone (results go to bench/results/work)")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
+                    help="also run a preloaded library under the column NAME, e.g. an older "
+                         "liboxalloc.so built from another commit (repeatable)")
     args = ap.parse_args()
+    for spec in args.compare:
+        name, _, path = spec.partition("=")
+        if not name or not path or not Path(path).is_file():
+            print(f"--compare {spec}: expected NAME=PATH of an existing library", file=sys.stderr)
+            return 2
+        ALLOCATORS[name] = Allocator(name, "compare", Path(path).resolve())
 
     wanted = list(ALLOCATORS)
     if args.allocators:
