@@ -7,6 +7,7 @@
 #define OXALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -56,6 +57,37 @@ struct ox_mallinfo ox_mallinfo(void);
 size_t ox_stats_json(char *buf, size_t len);
 /* Prints a human-readable summary of the statistics to stderr. */
 void   ox_stats_print(void);
+
+/* The heap walk. An area is a segment of small (kind 0) or medium (kind 1) pages, or a huge
+ * block's segment (kind 2). */
+struct ox_heap_area {
+    uintptr_t start;   /* first byte (the segment header) */
+    size_t size;       /* bytes mapped */
+    uint32_t kind;     /* 0 small pages, 1 medium pages, 2 one huge block */
+    uint32_t slots;    /* page slots */
+    uint32_t pages;    /* slots that hold a page */
+};
+struct ox_heap_page {
+    uintptr_t start;   /* first block */
+    uint32_t index;    /* slot in its area */
+    uint32_t bin;      /* size class (0 for a huge block) */
+    size_t block_size; /* bytes per block */
+    uint32_t reserved; /* blocks that fit */
+    uint32_t capacity; /* blocks carved so far */
+    uint32_t used;     /* blocks in use */
+    uint32_t exact;    /* 1: the calling thread's page, counts exact and blocks visited;
+                          0: another thread's, counts as of its last refill */
+    uint32_t full;     /* 1: in its heap's full queue (exact pages only) */
+};
+/* Called for each area (page and block NULL), each page (block NULL) and, with
+ * OX_VISIT_BLOCKS, each live block of the calling thread's pages and each huge block, in
+ * address order. Return 0 to go on, anything else to stop. The walk allocates nothing and holds
+ * no lock while the function runs. */
+typedef int (*ox_heap_visit_fn)(const struct ox_heap_area *area, const struct ox_heap_page *page,
+                                void *block, size_t block_size, void *arg);
+#define OX_VISIT_BLOCKS 1
+/* Walks the heap; returns 0 when it went to the end, or the value that stopped it. */
+int    ox_heap_visit(int flags, ox_heap_visit_fn visit, void *arg);
 
 #ifdef __cplusplus
 }

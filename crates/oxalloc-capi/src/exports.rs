@@ -6,8 +6,9 @@
 //! `oxalloc.h` declares.
 
 use crate::glibc::{Mallinfo, Mallinfo2};
-use crate::{c_api, glibc};
+use crate::{c_api, glibc, visit};
 use core::ffi::{c_char, c_int, c_void};
+use visit::VisitFn;
 
 /// Exports `$m::$f` under each `ox_` name and, with the `override` feature, each standard name.
 macro_rules! export {
@@ -52,3 +53,4 @@ export!(glibc::malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int; [ox_ma
 export!(glibc::mallopt(param: c_int, value: c_int) -> c_int; [ox_mallopt] [mallopt]);
 export!(glibc::stats_json(buf: *mut c_char, len: usize) -> usize; [ox_stats_json] []);
 export!(glibc::stats_print() -> (); [ox_stats_print] []);
+export!(visit::heap_visit(flags: c_int, visit: Option<VisitFn>, arg: *mut c_void) -> c_int; [ox_heap_visit] []);

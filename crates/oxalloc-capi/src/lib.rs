@@ -15,6 +15,7 @@
 //! - [`c_api`]: the C semantics of the malloc family (argument checks, overflow, `errno`);
 //! - [`glibc`]: glibc-compatible introspection (`mallinfo`, `mallinfo2`, `malloc_stats`,
 //!   `malloc_info`, `mallopt`, `malloc_trim`) and oxalloc's own statistics output;
+//! - [`visit`]: the heap walk (`ox_heap_visit`);
 //! - [`exports`]: the exported symbols, `ox_*` always and the standard names under the
 //!   `override` feature.
 //!
@@ -26,6 +27,7 @@
 pub mod c_api;
 pub mod exports;
 pub mod glibc;
+pub mod visit;
 
 #[cfg(not(test))]
 #[panic_handler]

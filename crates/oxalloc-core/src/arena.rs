@@ -134,6 +134,28 @@ impl<S: Os + 'static> Arena<S> {
         }
     }
 
+    /// Calls `f`, under the registry lock (so the segment stays registered and mapped during
+    /// the call), on the registered segment with the lowest address above `after`; returns
+    /// whether there was one. Heap walks step through the segments with it, taking the lock
+    /// once per segment, so what they call between steps may allocate.
+    pub fn with_segment_after(&self, after: usize, f: impl FnOnce(*mut Segment)) -> bool {
+        let lists = self.segments.lock();
+        let mut best: *mut Segment = ptr::null_mut();
+        let mut seg = lists.registry.first();
+        while !seg.is_null() {
+            if seg as usize > after && (best.is_null() || seg < best) {
+                best = seg;
+            }
+            // SAFETY: `seg` is registered; the lock keeps the registry unchanged.
+            seg = unsafe { List::<Segment, InRegistry>::next(seg) };
+        }
+        if best.is_null() {
+            return false;
+        }
+        f(best);
+        true
+    }
+
     /// Calls `f` on every abandoned segment, under the lock that reclaiming takes, so nobody
     /// changes them meanwhile except for remote frees (atomic pushes on `thread_free`). The
     /// thread that abandoned a segment wrote its pages before releasing this lock, so `f` may

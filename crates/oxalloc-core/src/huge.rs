@@ -68,6 +68,7 @@ pub fn huge_alloc<S: Os>(arena: &Arena<S>, size: usize, align: usize, zero: bool
         page.capacity = 1;
         page.used = 1;
         page.requested = size;
+        page.publish();
         (*seg).used_pages = 1;
         (*seg).thread_id.store(owner::HUGE_LIVE, Ordering::Release);
     }
@@ -157,6 +158,7 @@ pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: us
         };
         let nseg = moved.as_ptr().cast::<Segment>();
         (*nseg).size = total;
+        (*nseg).published_size.store(total, Ordering::Relaxed);
         let page = &mut (*nseg).pages[0];
         page.start = moved.as_ptr().add(offset);
         page.block_size = total - offset;
@@ -248,6 +250,7 @@ pub unsafe fn huge_resize_in_place<S: Os>(
             return false;
         }
         (*seg).size = total;
+        (*seg).published_size.store(total, Ordering::Relaxed);
         let c = &arena.counters;
         if total > old {
             GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, (total - old) as u64);

@@ -21,13 +21,21 @@
 use crate::size_class::ALIGN;
 use crate::thread_free::{delayed, ThreadFree};
 use crate::util::list::{Linked, Links};
-use crate::util::sync::{link_read, AtomicUsize};
+use crate::util::sync::{link_read, AtomicU64, AtomicUsize, Ordering};
 use core::ptr;
 
 /// A free block: its first word links to the next free block (encoded, see [`Page::encode`]).
 #[repr(C)]
 pub struct Block {
     next: usize,
+}
+
+impl Block {
+    /// The block's link word, as stored (encoded).
+    #[inline]
+    pub fn next_word(&self) -> usize {
+        self.next
+    }
 }
 
 /// `flags` bit: the page is in its heap's full queue.
@@ -80,6 +88,34 @@ pub struct Page {
     pub heap: AtomicUsize,
     /// Links in the heap's page queue.
     pub queue: Links<Page>,
+    /// What heap walks from other threads may read of the page, written by the owner when the
+    /// page is set up, refilled and released (see [`Page::publish`]).
+    pub published: AtomicU64,
+}
+
+/// A page's published word, as heap walks from other threads read it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Published {
+    /// The slot holds a page.
+    pub assigned: bool,
+    /// Size class (0 for a huge block).
+    pub bin: u8,
+    /// Blocks carved, as of the last refill.
+    pub capacity: u32,
+    /// Blocks in use, as of the last refill.
+    pub used: u32,
+}
+
+impl Published {
+    /// Unpacks a published word.
+    pub fn from_word(w: u64) -> Self {
+        Published {
+            assigned: w & 1 != 0,
+            bin: (w >> 8) as u8,
+            capacity: (w >> 16) as u32 & 0xff_ffff,
+            used: (w >> 40) as u32 & 0xff_ffff,
+        }
+    }
 }
 
 /// Marker of the page queues' list (`Page::queue`).
@@ -116,7 +152,18 @@ impl Page {
         thread_free: ThreadFree::new(delayed::NEVER),
         heap: AtomicUsize::new(0),
         queue: Links::UNLINKED,
+        published: AtomicU64::new(0),
     };
+
+    /// Publishes the page's state for heap walks from other threads (owner only; slow paths).
+    #[inline]
+    pub fn publish(&self) {
+        let w = self.assigned as u64
+            | (self.bin as u64) << 8
+            | (self.capacity as u64 & 0xff_ffff) << 16
+            | (self.used as u64 & 0xff_ffff) << 40;
+        self.published.store(w, Ordering::Relaxed);
+    }
 
     /// Encodes a link for storage in a free block.
     #[inline(always)]

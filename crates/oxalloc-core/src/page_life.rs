@@ -58,6 +58,7 @@ pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
         page.block_size,
     );
     page.used_accounted = page.used;
+    page.publish();
     if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
         c.flush_live(&heap.arena.counters);
     }
@@ -218,6 +219,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
         p.heap.store(0, Ordering::Release);
         p.assigned = false;
         p.flags = 0;
+        p.publish();
         let seg = Segment::of(page.cast());
         (*seg).used_pages -= 1;
         if (*seg).used_pages == 0 {

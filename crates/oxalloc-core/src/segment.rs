@@ -92,8 +92,10 @@ pub struct Segment {
     pub page_count: usize,
     /// Page slots in use.
     pub used_pages: usize,
-    /// Bytes mapped for this segment.
+    /// Bytes mapped for this segment (written by the segment's user only).
     pub size: usize,
+    /// `size` again, for heap walks from other threads (huge blocks change size in realloc).
+    pub published_size: AtomicUsize,
     /// Links in the owning heap's list of segments with free page slots, or (abandoned) in the
     /// arena's list of abandoned segments.
     pub owner_links: Links<Segment>,
@@ -182,6 +184,7 @@ impl Segment {
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
             ptr::addr_of_mut!((*seg).used_pages).write(0);
             ptr::addr_of_mut!((*seg).size).write(size);
+            ptr::addr_of_mut!((*seg).published_size).write(AtomicUsize::new(size));
             ptr::addr_of_mut!((*seg).owner_links).write(Links::UNLINKED);
             ptr::addr_of_mut!((*seg).registry_links).write(Links::UNLINKED);
             let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();

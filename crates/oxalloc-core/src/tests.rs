@@ -542,3 +542,82 @@ fn snapshots_while_another_thread_allocates() {
         assert!(snapshots > 0);
     });
 }
+
+#[test]
+fn heap_walk_is_exact_for_the_owner() {
+    use crate::visit::{heap_visit, Visit};
+    let g = &global(16);
+    let h = heap(g);
+    let mut live = std::collections::BTreeMap::new();
+    let mut freed = Vec::new();
+    for i in 0..300 {
+        let size = [24usize, 1000, 9000][i % 3];
+        // SAFETY: see the module comment.
+        let p = unsafe { h.malloc(size) };
+        if i % 4 == 0 {
+            freed.push(p);
+        } else {
+            // SAFETY: as above.
+            live.insert(p as usize, unsafe { g.usable_size(p) });
+        }
+    }
+    let huge: Vec<*mut u8> = (0..3)
+        // SAFETY: as above.
+        .map(|i| unsafe { h.malloc(300_000 + i * 100_000) })
+        .collect();
+    for &p in &huge {
+        // SAFETY: as above.
+        live.insert(p as usize, unsafe { g.usable_size(p) });
+    }
+    for p in freed {
+        // SAFETY: as above.
+        unsafe { g.free(p, h.thread_id) };
+    }
+    let (mut areas, mut huge_areas, mut used, mut seen) =
+        (0, 0, 0u64, std::collections::BTreeMap::new());
+    let mut last_area = 0;
+    // SAFETY: `h` is driven by this thread.
+    let done = unsafe {
+        heap_visit(g.arena, Some(h), true, &mut |v| {
+            match v {
+                Visit::Area(a) => {
+                    assert!(a.start > last_area, "areas in address order");
+                    last_area = a.start;
+                    areas += 1;
+                    huge_areas += (a.kind == 2) as usize;
+                }
+                Visit::Page(_, p) => {
+                    if p.exact == 1 {
+                        used += p.used as u64;
+                    }
+                }
+                Visit::Block(_, b, size) => {
+                    seen.insert(b as usize, size);
+                }
+            }
+            true
+        })
+    };
+    assert!(done);
+    assert_eq!(huge_areas, 3);
+    assert!(
+        areas >= 5,
+        "segments of two kinds and three huge blocks: {areas}"
+    );
+    assert_eq!(
+        used,
+        300 - 75,
+        "the owner's pages count exactly its live blocks"
+    );
+    assert_eq!(seen, live, "every live block once, with its usable size");
+    // Stopping early.
+    let mut calls = 0;
+    // SAFETY: as above.
+    let done = unsafe {
+        heap_visit(g.arena, Some(h), true, &mut |_| {
+            calls += 1;
+            calls < 3
+        })
+    };
+    assert!(!done && calls == 3);
+}

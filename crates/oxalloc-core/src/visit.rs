@@ -10,10 +10,254 @@
 use crate::arena::Arena;
 use crate::heap::{Heap, HeapRegistry};
 use crate::os::Os;
-use crate::page::{Block, Page};
-use crate::segment::{SegmentKind, SEGMENT_MAP};
+use crate::page::{Block, Page, Published, FLAG_IN_FULL};
+use crate::segment::{Segment, SegmentKind, MAX_PAGES, SEGMENT_MAP};
+use crate::size_class::bin_size;
 use crate::stats::Snapshot;
 use crate::util::sync::Ordering;
+
+/// An area of memory: a segment of small or medium pages, or a huge block's segment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AreaInfo {
+    /// First byte of the area (its segment header).
+    pub start: usize,
+    /// Bytes mapped.
+    pub size: usize,
+    /// 0: small pages (64 KiB), 1: medium pages (512 KiB), 2: one huge block.
+    pub kind: u32,
+    /// Page slots in the area.
+    pub slots: u32,
+    /// Slots that hold a page.
+    pub pages: u32,
+}
+
+/// A page (or the huge block of a huge area).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageInfo {
+    /// First block.
+    pub start: usize,
+    /// Slot index in its area.
+    pub index: u32,
+    /// Size class (0 for a huge block).
+    pub bin: u32,
+    /// Bytes per block.
+    pub block_size: usize,
+    /// Blocks that fit in the page.
+    pub reserved: u32,
+    /// Blocks carved so far.
+    pub capacity: u32,
+    /// Blocks in use.
+    pub used: u32,
+    /// 1 when the page belongs to the calling thread's heap: `capacity` and `used` are exact
+    /// (blocks freed by other threads and not yet collected count as free), and its blocks can
+    /// be visited. 0 for other threads' pages: the counts are as of the page's last refill.
+    pub exact: u32,
+    /// 1 when the page is in its heap's full queue (exact pages only).
+    pub full: u32,
+}
+
+/// What a heap walk reports, in address order: each area, then each of its pages, then (when
+/// asked, for the calling thread's pages) each live block of the page.
+#[derive(Clone, Copy, Debug)]
+pub enum Visit<'a> {
+    /// An area.
+    Area(&'a AreaInfo),
+    /// A page of the area.
+    Page(&'a AreaInfo, &'a PageInfo),
+    /// A live block of the page: its address and size.
+    Block(&'a PageInfo, *mut u8, usize),
+}
+
+/// What the walk copies of one segment while the registry is locked.
+struct SegmentCopy {
+    area: AreaInfo,
+    pages: [PageInfo; MAX_PAGES],
+    /// Whether each page belongs to the caller's heap.
+    own: [bool; MAX_PAGES],
+}
+
+/// Walks every area and page of the allocator, and the live blocks of the calling thread's
+/// pages if `blocks`, calling `f` for each; `f` returns false to stop. Returns true when the
+/// walk went to the end. Nothing is allocated; the registry is locked only while one segment's
+/// description is copied, so `f` may allocate and free (what it changes may or may not be seen
+/// by the rest of the walk; the blocks of a page are those live when the walk reached it).
+///
+/// # Safety
+/// `own`, if given, is the calling thread's heap.
+pub unsafe fn heap_visit<S: Os>(
+    arena: &Arena<S>,
+    own: Option<*const Heap<S>>,
+    blocks: bool,
+    f: &mut dyn FnMut(Visit<'_>) -> bool,
+) -> bool {
+    let own = own.map_or(0, |h| h as usize);
+    let mut last = 0usize;
+    let mut copy = SegmentCopy {
+        area: AreaInfo::default(),
+        pages: [PageInfo::default(); MAX_PAGES],
+        own: [false; MAX_PAGES],
+    };
+    while arena.with_segment_after(last, |seg| {
+        // SAFETY: the registry lock keeps the segment mapped while this runs; only atomics and
+        // fields fixed at the segment's set-up are read of pages other threads own.
+        unsafe { copy_segment(&*seg, own, &mut copy) }
+    }) {
+        last = copy.area.start;
+        if !f(Visit::Area(&copy.area)) {
+            return false;
+        }
+        for i in 0..copy.area.slots as usize {
+            let info = &copy.pages[i];
+            if info.reserved == 0 {
+                continue;
+            }
+            if !(blocks && copy.own[i]) {
+                if !f(Visit::Page(&copy.area, info)) {
+                    return false;
+                }
+                // A huge block belongs to no heap: it is reported to every walker.
+                if blocks
+                    && copy.area.kind == SegmentKind::Huge as u32
+                    && info.used == 1
+                    && !f(Visit::Block(info, info.start as *mut u8, info.block_size))
+                {
+                    return false;
+                }
+                continue;
+            }
+            // The caller's own page: only this thread releases it, but what `f` did so far may
+            // have; check it is still there and ours before reading its lists.
+            let mut free = [0u64; 64];
+            // SAFETY: the segment map bit is set only while the segment is registered (mapped);
+            // a page whose heap is ours is owned by the calling thread.
+            let info = unsafe {
+                let seg = copy.area.start as *const Segment;
+                if !SEGMENT_MAP.contains(seg.cast()) {
+                    continue;
+                }
+                let page = &(*seg).pages[i];
+                if !page.assigned || page.heap.load(Ordering::Relaxed) != own {
+                    continue;
+                }
+                mark_free(page, &mut free);
+                exact_info(page, i as u32)
+            };
+            if !f(Visit::Page(&copy.area, &info)) {
+                return false;
+            }
+            for b in 0..info.capacity as usize {
+                if free[b / 64] & 1 << (b % 64) == 0 {
+                    let p = (info.start + b * info.block_size) as *mut u8;
+                    if !f(Visit::Block(&info, p, info.block_size)) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Copies what a walk reports of a segment.
+///
+/// # Safety
+/// The segment is registered and the registry is locked; `own` is the calling thread's heap.
+unsafe fn copy_segment(seg: &Segment, own: usize, copy: &mut SegmentCopy) {
+    let kind = seg.kind;
+    copy.area = AreaInfo {
+        start: seg as *const Segment as usize,
+        size: seg.published_size.load(Ordering::Relaxed),
+        kind: kind as u32,
+        slots: seg.page_count as u32,
+        pages: 0,
+    };
+    for i in 0..seg.page_count {
+        let page = &seg.pages[i];
+        let published = Published::from_word(page.published.load(Ordering::Relaxed));
+        copy.own[i] = own != 0 && page.heap.load(Ordering::Relaxed) == own;
+        if !published.assigned {
+            copy.pages[i] = PageInfo::default();
+            continue;
+        }
+        copy.area.pages += 1;
+        copy.pages[i] = if copy.own[i] {
+            // SAFETY: the page is the caller's.
+            unsafe { exact_info(page, i as u32) }
+        } else {
+            let (start, end) = seg.page_area(i);
+            let block_size = match kind {
+                SegmentKind::Huge => end - start as usize,
+                _ => bin_size(published.bin as usize),
+            };
+            PageInfo {
+                start: start as usize,
+                index: i as u32,
+                bin: published.bin as u32,
+                block_size,
+                reserved: ((end - start as usize) / block_size) as u32,
+                capacity: published.capacity,
+                used: published.used,
+                exact: 0,
+                full: 0,
+            }
+        };
+    }
+}
+
+/// The exact description of one of the caller's pages.
+///
+/// # Safety
+/// The calling thread owns the page.
+unsafe fn exact_info(page: &Page, index: u32) -> PageInfo {
+    // SAFETY: per the contract.
+    let pending = unsafe { page.thread_free_len() };
+    PageInfo {
+        start: page.start as usize,
+        index,
+        bin: page.bin as u32,
+        block_size: page.block_size,
+        reserved: page.reserved,
+        capacity: page.capacity,
+        used: page.used.saturating_sub(pending),
+        exact: 1,
+        full: (page.flags & FLAG_IN_FULL != 0) as u32,
+    }
+}
+
+/// Sets bit `i` of `free` for every block `i` of the page on a free list (any of the three).
+///
+/// # Safety
+/// The calling thread owns the page.
+unsafe fn mark_free(page: &Page, free: &mut [u64; 64]) {
+    let mut mark = |b: usize| {
+        if page.contains(b) {
+            let i = (b - page.start as usize) / page.block_size;
+            free[i / 64] |= 1 << (i % 64);
+        }
+    };
+    // SAFETY: the owner may walk its page's lists; every link is checked to stay in the page.
+    unsafe {
+        let bound = page.reserved as usize + 1;
+        for list in [page.free, page.local_free] {
+            let mut b = list;
+            let mut n = 0;
+            while !b.is_null() && n < bound && page.contains(b as usize) {
+                mark(b as usize);
+                b = page.decode((*b).next_word());
+                n += 1;
+            }
+        }
+        let mut b = page.thread_free.head();
+        let mut n = 0;
+        while b != 0 && n < bound && page.contains(b) {
+            mark(b);
+            b = crate::util::sync::link_read(b);
+            n += 1;
+        }
+    }
+}
 
 /// A snapshot of every statistic. Exact for `own` (the calling thread's heap) and for abandoned
 /// segments, which are walked page by page; other live heaps contribute what they last published

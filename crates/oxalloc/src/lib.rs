@@ -161,6 +161,36 @@ pub fn stats() -> Snapshot {
     unsafe { oxalloc_core::visit::snapshot(&ARENA, &HEAPS, own) }
 }
 
+pub use oxalloc_core::visit::{AreaInfo, PageInfo, Visit};
+
+/// Walks the whole heap in address order: every area (a segment, or a huge block's segment),
+/// every page of it, and, if `blocks`, every live block of the calling thread's pages (and
+/// every huge block), calling `f` for each until it returns false. Returns true when the walk
+/// went to the end.
+///
+/// Pages of the calling thread are described exactly; other threads' pages as of their last
+/// refill (`PageInfo::exact` tells which). Nothing is allocated by the walk, and no lock is held
+/// while `f` runs, so `f` may allocate (what it changes may or may not be seen by the rest of
+/// the walk).
+///
+/// ```
+/// let v: Vec<u32> = (0..1000).collect();
+/// let mut live = 0;
+/// oxalloc::heap_visit(true, |visit| {
+///     if let oxalloc::Visit::Block(_, _, size) = visit {
+///         live += size;
+///     }
+///     true
+/// });
+/// # let _ = (v, live);
+/// ```
+pub fn heap_visit(blocks: bool, mut f: impl FnMut(Visit<'_>) -> bool) -> bool {
+    let own = thread::current();
+    let own = (own != sentinel()).then_some(own as *const ThreadHeap);
+    // SAFETY: `own` is the calling thread's heap.
+    unsafe { oxalloc_core::visit::heap_visit(&ARENA, own, blocks, &mut f) }
+}
+
 /// Returns cached free segments to the OS; the number of bytes released.
 pub fn trim() -> usize {
     ARENA.trim()
