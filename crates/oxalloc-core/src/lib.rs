@@ -34,7 +34,8 @@
 //! 11  free                                   free: owner's fast path, generic path, remote frees
 //! 12  alloc                                  malloc: fast path and entry to the slow path; zeroed,
 //!                                            aligned, realloc, usable size
-//! 13  heap_life                              heaps created, torn down (abandoning segments)
+//! 13  heap_life, collect                      heaps created, torn down (abandoning segments);
+//!                                            memory given back on demand (malloc_trim)
 //! 14  visit                                  the heap walk and the statistics snapshot
 //! ```
 //!
@@ -99,6 +100,7 @@ pub mod free;
 
 pub mod alloc;
 
+pub mod collect;
 pub mod heap_life;
 
 pub mod visit;

@@ -191,9 +191,17 @@ pub fn heap_visit(blocks: bool, mut f: impl FnMut(Visit<'_>) -> bool) -> bool {
     unsafe { oxalloc_core::visit::heap_visit(&ARENA, own, blocks, &mut f) }
 }
 
-/// Returns cached free segments to the OS; the number of bytes released.
+/// Gives memory back to the OS now (`malloc_trim`): the calling thread's heap collects the
+/// blocks other threads freed into its pages and releases every free page, segments abandoned by
+/// exited threads are reclaimed (releasing what was freed in them since), the free page slots of
+/// the thread's segments are purged, and cached spans are unmapped. Returns the bytes released.
 pub fn trim() -> usize {
-    ARENA.trim()
+    let own = thread::current();
+    // SAFETY: `own` is the calling thread's heap (or the sentinel, which is skipped).
+    unsafe {
+        let own = (own != sentinel()).then(|| &mut *own);
+        oxalloc_core::collect::collect(own, &ARENA)
+    }
 }
 
 /// oxalloc as Rust's global allocator.
