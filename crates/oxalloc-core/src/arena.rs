@@ -23,7 +23,7 @@ use crate::segment::{
 use crate::span_cache::{Span, SpanCache, CACHE_SPAN_MAX};
 use crate::stats::GlobalCounters;
 use crate::util::list::List;
-use crate::util::sync::{AtomicUsize, Ordering, SpinLock};
+use crate::util::sync::{AtomicU64, AtomicUsize, Ordering, SpinLock};
 use core::ptr::{self, NonNull};
 
 /// The registry of segments and the abandoned ones, under one lock.
@@ -45,6 +45,11 @@ pub struct Arena<S: Os + 'static> {
     secret: AtomicUsize,
     cache: SpinLock<SpanCache>,
     segments: SpinLock<SegmentLists>,
+    /// Whether the span cache holds dirty spans, mirrored out of its lock so the purge clock
+    /// can be checked without taking it.
+    cache_dirty: AtomicUsize,
+    /// When [`Arena::tick`] next looks at the cache (milliseconds of the source's clock).
+    next_decay_ms: AtomicU64,
 }
 
 // SAFETY: all mutable state is behind spin locks or atomics; raw pointers in it refer to
@@ -65,7 +70,36 @@ impl<S: Os + 'static> Arena<S> {
                 registry: List::new(),
                 abandoned: List::new(),
             }),
+            cache_dirty: AtomicUsize::new(0),
+            next_decay_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The purge clock, called from heaps' slow paths every few page refills: when the span
+    /// cache holds dirty spans and the clock has moved on, purges those that waited out the
+    /// purge delay. So purging follows the program's time even when it only allocates in pages
+    /// it already has, and costs a clock read at most once per call and a lock only when
+    /// something may be due.
+    pub(crate) fn tick(&self) {
+        if self.cache_dirty.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let now = self.os.now_ms();
+        let next = self.next_decay_ms.load(Ordering::Relaxed);
+        if now < next
+            || self
+                .next_decay_ms
+                .compare_exchange(
+                    next,
+                    now + 1 + options::get(Opt::PurgeDelay) as u64 / 4,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        self.decay();
     }
 
     /// The process secret (one random word from the source, drawn on first use; never zero).
@@ -175,7 +209,11 @@ impl<S: Os + 'static> Arena<S> {
     /// (at most the cache's dirty limit) are reused rather than faulted in anew, and a purged
     /// span costs address space only.
     pub(crate) fn cache_take(&self, min: usize) -> Option<Span> {
-        let span = self.cache.lock().take(min, usize::MAX);
+        let mut cache = self.cache.lock();
+        let span = cache.take(min, usize::MAX);
+        self.cache_dirty
+            .store(cache.dirty_bytes(), Ordering::Relaxed);
+        drop(cache);
         self.decay();
         span
     }
@@ -206,11 +244,18 @@ impl<S: Os + 'static> Arena<S> {
     /// Inserts a span, unmapping (outside the lock) whatever the cache's limits push out.
     unsafe fn cache_insert(&self, span: Span) {
         let limit = options::get(Opt::SpanCache);
-        let mut evicted = self.cache.lock().insert(span, limit);
+        let mut cache = self.cache.lock();
+        let mut evicted = cache.insert(span, limit);
+        self.cache_dirty
+            .store(cache.dirty_bytes(), Ordering::Relaxed);
+        drop(cache);
         while let Some(old) = evicted {
             // SAFETY: evicted spans are unused mappings, out of the cache.
             unsafe { self.unmap(old.ptr as *mut u8, old.size) };
-            evicted = self.cache.lock().evict_over(limit);
+            let mut cache = self.cache.lock();
+            evicted = cache.evict_over(limit);
+            self.cache_dirty
+                .store(cache.dirty_bytes(), Ordering::Relaxed);
         }
     }
 
@@ -221,7 +266,12 @@ impl<S: Os + 'static> Arena<S> {
         let now = self.os.now_ms();
         let delay = options::get(Opt::PurgeDelay) as u64;
         loop {
-            let Some(mut span) = self.cache.lock().take_due(now, delay) else {
+            let mut cache = self.cache.lock();
+            let due = cache.take_due(now, delay);
+            self.cache_dirty
+                .store(cache.dirty_bytes(), Ordering::Relaxed);
+            drop(cache);
+            let Some(mut span) = due else {
                 break;
             };
             // SAFETY: the span is out of the cache and unused; purging keeps it mapped.

@@ -57,6 +57,8 @@ pub struct Heap<S: Os + 'static> {
     pub(crate) segments: [List<Segment, InOwnerList>; 2],
     /// Counters, flushed into the global ones on slow paths.
     pub(crate) counters: HeapCounters,
+    /// Page refills since the heap last ran the arena's purge clock.
+    pub(crate) refills: u32,
     /// Links in the registry's list of live heaps, or in its pool of free heap structs.
     registry_links: Links<Heap<S>>,
 }
@@ -84,6 +86,7 @@ impl<S: Os + 'static> Heap<S> {
             key: 0,
             segments: [const { List::new() }; 2],
             counters: HeapCounters::new(),
+            refills: 0,
             registry_links: Links::UNLINKED,
         }
     }

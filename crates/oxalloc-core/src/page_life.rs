@@ -16,6 +16,9 @@ use crate::thread_free::delayed;
 use crate::util::sync::Ordering;
 use core::ptr;
 
+/// A heap runs the arena's purge clock once every this many page refills.
+const REFILLS_PER_TICK: u32 = 32;
+
 /// Collects a page's remote frees, ending the process if the list shows a double free.
 ///
 /// # Safety
@@ -61,6 +64,10 @@ pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
     page.publish();
     if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
         c.flush_live(&heap.arena.counters);
+    }
+    heap.refills = heap.refills.wrapping_add(1);
+    if heap.refills % REFILLS_PER_TICK == 0 {
+        heap.arena.tick();
     }
     #[cfg(feature = "debug-full")]
     // SAFETY: the caller owns the page.

@@ -6,8 +6,10 @@
 //! milliseconds it is purged (`MADV_DONTNEED`: the pages leave the resident set, the range stays
 //! mapped and reads as zero). The cache holds at most `OXALLOC_SPAN_CACHE` spans and
 //! [`CACHE_BYTES_MAX`] bytes; past that the oldest span is unmapped. Decay is applied whenever
-//! the cache is used, i.e. on the allocator's slow paths; a process that stops allocating keeps
-//! at most those bounds.
+//! the cache is used and, through `Arena::tick`, every few page refills of any heap, so a
+//! program that keeps allocating in the pages it has still gets its freed spans purged; one
+//! that stops allocating altogether keeps at most the bounds above until its next slow path or
+//! `malloc_trim`.
 //!
 //! Invariants: `len <= CACHE_MAX`; `bytes == sum(spans[..len].size)`; spans are sorted by
 //! `freed_at` (oldest first), since they are appended as they are freed.
@@ -156,7 +158,6 @@ impl SpanCache {
     }
 
     /// Bytes of dirty spans.
-    #[cfg(test)]
     pub fn dirty_bytes(&self) -> usize {
         self.dirty
     }
