@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 for t in wasm32-unknown-unknown wasm32-wasip1; do
     rustup target add "$t" >/dev/null 2>&1 || { echo "ci/wasm: FAILED to install the $t target with rustup" >&2; exit 1; }
 done
-command -v node >/dev/null || { echo "ci/wasm: node is needed to run the wasm32-wasip1 tests" >&2; exit 1; }
+if ! command -v node >/dev/null; then
+    echo "ci/wasm: installing nodejs (it runs the wasm32-wasip1 tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq nodejs >/dev/null; } \
+        || { echo "ci/wasm: FAILED to install nodejs with apt-get" >&2; exit 1; }
+fi
 cargo build -p oxalloc-core --target wasm32-unknown-unknown
 CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings --no-incremental-marking --wasm-enforce-bounds-checks $PWD/scripts/wasi-run.js" \
     cargo test -p oxalloc-core --lib --target wasm32-wasip1

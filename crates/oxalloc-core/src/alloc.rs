@@ -58,7 +58,7 @@ pub unsafe fn malloc_fast<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
 
 /// The slow path's common case, kept small so it needs few registers: the current page of
 /// the size class has blocks freed since it ran dry (or room to carve more). Everything else
-/// goes on to [`malloc_generic`].
+/// goes on to `malloc_generic`.
 #[cold]
 #[inline(never)]
 pub unsafe fn malloc_slow<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
@@ -136,7 +136,7 @@ pub unsafe fn malloc_zeroed<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
         // at least `size` writable bytes. A block popped from a list of never-used zeroed
         // blocks needs no memset: the page says so about its current `free` list.
         unsafe {
-            let page = (*Segment::of(p)).page_of(p);
+            let page = Segment::page_of(Segment::of(p), p);
             if !(*page).free_zeroed {
                 ptr::write_bytes(p, 0, size);
             }
@@ -187,7 +187,7 @@ pub unsafe fn malloc_aligned<S: Os>(
         }
         let aligned = align_up(p as usize, align) as *mut u8;
         if aligned != p {
-            let page = (*Segment::of(p)).page_of(p);
+            let page = Segment::page_of(Segment::of(p), p);
             (*page).flags |= FLAG_HAS_ALIGNED;
         }
         debug_assert!(aligned as usize + size <= p as usize + padded);
@@ -262,7 +262,7 @@ pub unsafe fn usable_size<S: Os>(arena: &Arena<S>, p: *const u8) -> usize {
     // SAFETY: the map says a segment starts at the masked address, so its header is valid.
     unsafe {
         let seg = Segment::of(p);
-        let page = &*(*seg).page_of(p);
+        let page = &*Segment::page_of(seg, p);
         if !page.assigned || !page.contains(p as usize) {
             arena
                 .os

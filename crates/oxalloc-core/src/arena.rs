@@ -9,9 +9,9 @@
 //! and abandoned list).
 //!
 //! Invariants:
-//! - a segment is in `registry` and in [`SEGMENT_MAP`] from [`Arena::alloc_segment`] (or huge
-//!   set-up) until [`Arena::free_segment`] (or huge free);
-//! - a segment is in `abandoned` iff its `thread_id` is [`owner::NONE`] and it is registered;
+//! - a segment is in `registry` and in the segment map from `Arena::alloc_segment` (or huge
+//!   set-up) until `Arena::free_segment` (or huge free);
+//! - a segment is in `abandoned` iff its `thread_id` is `owner::NONE` and it is registered;
 //! - `counters.mapped_bytes` is the sum of the sizes of the mappings the arena holds (live
 //!   segments, huge blocks and cached spans).
 

@@ -33,7 +33,7 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
     // SAFETY: the map says a segment header is at the masked address.
     unsafe {
         let seg = Segment::of(p);
-        let page = (*seg).page_of(p);
+        let page = Segment::page_of(seg, p);
         if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags == 0 {
             // Our page, not full, no interior pointers: `p` is a block start. Every path
             // that is not the plain push below is a tail call, so this path needs no
@@ -214,7 +214,7 @@ unsafe fn drain_delayed_list<S: Os>(heap: &mut Heap<S>) {
         unsafe {
             let next = link_read(block as usize) as *mut Block;
             let seg = Segment::of(block.cast());
-            let page = (*seg).page_of(block.cast());
+            let page = Segment::page_of(seg, block.cast());
             free_owned(heap, page, block);
             block = next;
         }

@@ -59,18 +59,27 @@ pub struct Heap<S: Os + 'static> {
     pub(crate) counters: HeapCounters,
     /// Page refills since the heap last ran the arena's purge clock.
     pub(crate) refills: u32,
-    /// Links in the registry's list of live heaps, or in its pool of free heap structs.
-    registry_links: Links<Heap<S>>,
 }
 
-/// Marker of the registry's lists (`Heap::registry_links`).
+/// What the registry's pool is made of: a heap, and beside it (outside the memory its owner
+/// holds as `&mut Heap`) the links of the registry's lists, which other threads write when
+/// they create or retire their own heaps.
+#[repr(C)]
+struct HeapSlot<S: Os + 'static> {
+    /// First, so a heap's address is its slot's.
+    heap: Heap<S>,
+    /// Links in the registry's list of live heaps, or in its pool of free slots.
+    links: Links<HeapSlot<S>>,
+}
+
+/// Marker of the registry's lists (`HeapSlot::links`).
 pub(crate) struct InHeapRegistry;
 
-// SAFETY: `registry_links` is the one field the registry's lists use.
-unsafe impl<S: Os + 'static> Linked<InHeapRegistry> for Heap<S> {
+// SAFETY: `links` is the one field the registry's lists use.
+unsafe impl<S: Os + 'static> Linked<InHeapRegistry> for HeapSlot<S> {
     unsafe fn links(this: *mut Self) -> *mut Links<Self> {
-        // SAFETY: `this` is a valid heap per the contract.
-        unsafe { ptr::addr_of_mut!((*this).registry_links) }
+        // SAFETY: `this` is a valid slot per the contract.
+        unsafe { ptr::addr_of_mut!((*this).links) }
     }
 }
 
@@ -87,7 +96,6 @@ impl<S: Os + 'static> Heap<S> {
             segments: [const { List::new() }; 2],
             counters: HeapCounters::new(),
             refills: 0,
-            registry_links: Links::UNLINKED,
         }
     }
 
@@ -115,10 +123,10 @@ impl<S: Os + 'static> Heap<S> {
     }
 }
 
-/// Live heaps and the pool of unused heap structs, under one lock.
+/// Live heaps and the pool of unused heap slots, under one lock.
 struct HeapLists<S: Os + 'static> {
-    live: List<Heap<S>, InHeapRegistry>,
-    pool: List<Heap<S>, InHeapRegistry>,
+    live: List<HeapSlot<S>, InHeapRegistry>,
+    pool: List<HeapSlot<S>, InHeapRegistry>,
 }
 
 // SAFETY: the lists hold heaps whose ownership the lock hands over.
@@ -156,8 +164,8 @@ impl<S: Os + 'static> HeapRegistry<S> {
         let secret = arena.secret();
         let mut lists = self.lists.lock();
         if lists.pool.is_empty() {
-            // Carve a chunk of heap structs from the source.
-            let size = align_up(core::mem::size_of::<Heap<S>>(), 64);
+            // Carve a chunk of heap slots from the source.
+            let size = align_up(core::mem::size_of::<HeapSlot<S>>(), 64);
             let Some(m) = arena
                 .os
                 .map(HEAP_CHUNK.max(align_up(size, OS_PAGE)), OS_PAGE)
@@ -165,24 +173,28 @@ impl<S: Os + 'static> HeapRegistry<S> {
                 return ptr::null_mut();
             };
             for i in 0..HEAP_CHUNK.max(size) / size {
-                let h = (m.ptr.as_ptr() as usize + i * size) as *mut Heap<S>;
-                // SAFETY: `h` is inside the fresh chunk, aligned to 64, with room for a heap.
+                let slot = (m.ptr.as_ptr() as usize + i * size) as *mut HeapSlot<S>;
+                // SAFETY: `slot` is inside the fresh chunk, aligned to 64, with room for a slot.
                 unsafe {
-                    h.write(Heap::sentinel(arena, bind));
-                    lists.pool.push_back(h);
+                    slot.write(HeapSlot {
+                        heap: Heap::sentinel(arena, bind),
+                        links: Links::UNLINKED,
+                    });
+                    lists.pool.push_back(slot);
                 }
             }
         }
-        let heap = lists.pool.pop_front();
+        let slot = lists.pool.pop_front();
         let n = arena.counters.threads.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: pool members are valid heap structs not in use.
+        // SAFETY: pool members are valid slots not in use.
         unsafe {
+            let heap = ptr::addr_of_mut!((*slot).heap);
             heap.write(Heap::sentinel(arena, bind));
             (*heap).thread_id = thread_id;
             (*heap).key = heap_key(secret, heap as usize, thread_id, n);
-            lists.live.push_front(heap);
+            lists.live.push_front(slot);
+            heap
         }
-        heap
     }
 
     /// Takes a torn-down heap out of the live list and back into the pool.
@@ -191,10 +203,12 @@ impl<S: Os + 'static> HeapRegistry<S> {
     /// `heap` came from [`HeapRegistry::create`], was torn down, and is not used again.
     pub unsafe fn retire(&self, heap: *mut Heap<S>) {
         let mut lists = self.lists.lock();
-        // SAFETY: per the contract the heap is in the live list.
+        // The heap is its slot's first field.
+        let slot = heap.cast::<HeapSlot<S>>();
+        // SAFETY: per the contract the slot is in the live list.
         unsafe {
-            lists.live.remove(heap);
-            lists.pool.push_front(heap);
+            lists.live.remove(slot);
+            lists.pool.push_front(slot);
         }
     }
 
@@ -202,11 +216,14 @@ impl<S: Os + 'static> HeapRegistry<S> {
     /// `f` must not allocate.
     pub fn for_each(&self, mut f: impl FnMut(*mut Heap<S>)) {
         let lists = self.lists.lock();
-        let mut heap = lists.live.first();
-        while !heap.is_null() {
-            f(heap);
-            // SAFETY: `heap` is in the live list, which the lock keeps unchanged.
-            heap = unsafe { List::<Heap<S>, InHeapRegistry>::next(heap) };
+        let mut slot = lists.live.first();
+        while !slot.is_null() {
+            // SAFETY: `slot` is in the live list, which the lock keeps unchanged; the heap's
+            // address is taken without reading it.
+            unsafe {
+                f(ptr::addr_of_mut!((*slot).heap));
+                slot = List::<HeapSlot<S>, InHeapRegistry>::next(slot);
+            }
         }
     }
 

@@ -133,23 +133,22 @@ impl Segment {
         (p as usize & !SEGMENT_MASK) as *mut Segment
     }
 
-    /// The page that contains `p`, which lies in this segment.
+    /// The page that contains `p`, which lies in the segment `seg`. The pointer is derived from
+    /// `seg` (not from a shared reference), so callers may write through it.
+    ///
+    /// # Safety
+    /// `seg` is a valid segment and `p` lies in it.
     #[inline(always)]
-    pub fn page_of(&self, p: *const u8) -> *mut Page {
+    pub unsafe fn page_of(seg: *mut Segment, p: *const u8) -> *mut Page {
+        // SAFETY: per the contract the header is valid to read.
+        let (shift, count) = unsafe { ((*seg).page_shift, (*seg).page_count) };
         // `wrapping_shr`: the shift is below 64 by construction, and x86's shift masks anyway.
-        let index =
-            (p as usize - self as *const Segment as usize).wrapping_shr(self.page_shift as u32);
-
-        debug_assert!(
-            index < self.page_count,
-            "{:p} is past the pages of {:p}",
-            p,
-            self
-        );
+        let index = (p as usize - seg as usize).wrapping_shr(shift as u32);
+        debug_assert!(index < count, "{:p} is past the pages of {:p}", p, seg);
         // SAFETY: `p` lies in this segment, so `index < page_count <= MAX_PAGES` (checked above
         // in debug builds): small pages divide the segment into exactly MAX_PAGES, medium ones
         // into fewer, and a huge segment's shift makes every index 0.
-        unsafe { self.pages.as_ptr().add(index) as *mut Page }
+        unsafe { ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(index) }
     }
 
     /// Page size for a kind.

@@ -35,48 +35,52 @@ impl G {
         unsafe { crate::visit::snapshot(self.arena, self.heaps, None) }
     }
     /// A snapshot that walks `own`, a heap the calling thread drives.
-    fn snapshot_own(&self, own: &Heap<FixedRegion>) -> crate::Snapshot {
+    fn snapshot_own(&self, own: H) -> crate::Snapshot {
         // SAFETY: the test drives `own` from this thread.
-        unsafe { crate::visit::snapshot(self.arena, self.heaps, Some(own)) }
+        unsafe { crate::visit::snapshot(self.arena, self.heaps, Some(own.0)) }
     }
-    unsafe fn destroy_heap(&self, h: *mut Heap<FixedRegion>) {
+    unsafe fn destroy_heap(&self, h: H) {
         // SAFETY: as above.
-        unsafe { crate::heap_life::destroy(self.heaps, h) }
+        unsafe { crate::heap_life::destroy(self.heaps, h.0) }
     }
     fn trim(&self) -> usize {
         self.arena.trim()
     }
 }
 
-/// The old method-call style of the tests, on top of the `alloc` functions.
-trait HeapCalls {
-    unsafe fn malloc(&mut self, size: usize) -> *mut u8;
-    unsafe fn malloc_zeroed(&mut self, size: usize) -> *mut u8;
-    unsafe fn malloc_aligned(&mut self, size: usize, align: usize, zero: bool) -> *mut u8;
-    unsafe fn realloc(&mut self, p: *mut u8, size: usize) -> *mut u8;
-    fn validate(&self);
-}
+/// A test's heap, kept as a raw pointer: each call makes its own short-lived `&mut` (as the
+/// front end does from its thread-local slot), so the frees that reach the heap through a page's
+/// heap pointer never overlap a reference the test holds.
+#[derive(Clone, Copy)]
+struct H(*mut Heap<FixedRegion>);
 
-impl HeapCalls for Heap<FixedRegion> {
-    unsafe fn malloc(&mut self, size: usize) -> *mut u8 {
+// SAFETY: tests hand a heap to another thread only to use it there alone.
+unsafe impl Send for H {}
+
+impl H {
+    unsafe fn malloc(self, size: usize) -> *mut u8 {
         // SAFETY: the test's contract.
-        unsafe { crate::alloc::malloc(self, size) }
+        unsafe { crate::alloc::malloc(&mut *self.0, size) }
     }
-    unsafe fn malloc_zeroed(&mut self, size: usize) -> *mut u8 {
+    unsafe fn malloc_zeroed(self, size: usize) -> *mut u8 {
         // SAFETY: as above.
-        unsafe { crate::alloc::malloc_zeroed(self, size) }
+        unsafe { crate::alloc::malloc_zeroed(&mut *self.0, size) }
     }
-    unsafe fn malloc_aligned(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+    unsafe fn malloc_aligned(self, size: usize, align: usize, zero: bool) -> *mut u8 {
         // SAFETY: as above.
-        unsafe { crate::alloc::malloc_aligned(self, size, align, zero) }
+        unsafe { crate::alloc::malloc_aligned(&mut *self.0, size, align, zero) }
     }
-    unsafe fn realloc(&mut self, p: *mut u8, size: usize) -> *mut u8 {
+    unsafe fn realloc(self, p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: as above.
-        unsafe { crate::alloc::realloc(self, p, size) }
+        unsafe { crate::alloc::realloc(&mut *self.0, p, size) }
     }
-    fn validate(&self) {
+    fn validate(self) {
         // SAFETY: each test drives its heaps from the thread that uses them.
-        unsafe { crate::validate::check_heap(self) }
+        unsafe { crate::validate::check_heap(&*self.0) }
+    }
+    fn thread_id(self) -> usize {
+        // SAFETY: the heap is valid; its id is fixed at creation.
+        unsafe { (*self.0).thread_id }
     }
 }
 
@@ -115,11 +119,9 @@ static NEXT_TID: AtomicUsize = AtomicUsize::new(0x1000);
 /// Units in use once the heap pool has its first chunk.
 const POOL_UNITS: usize = 1;
 
-#[allow(clippy::mut_from_ref)]
-fn heap(g: &G) -> &'static mut Heap<FixedRegion> {
+fn heap(g: &G) -> H {
     let tid = NEXT_TID.fetch_add(16, Ordering::Relaxed);
-    // SAFETY: create returns a valid heap bound to `tid`, used by one thread in the tests.
-    unsafe { &mut *crate::heap_life::create(g.heaps, g.arena, no_binding, tid) }
+    H(crate::heap_life::create(g.heaps, g.arena, no_binding, tid))
 }
 
 fn fill(p: *mut u8, n: usize, tag: u8) {
@@ -165,7 +167,7 @@ fn malloc_free_many_sizes_reuses_memory() {
         }
         for &(p, _, _) in &blocks {
             // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-            unsafe { g.free(p, h.thread_id) };
+            unsafe { g.free(p, h.thread_id()) };
         }
         let s = g.snapshot_own(h);
         assert_eq!(s.live_bytes, 0, "round {round}");
@@ -187,7 +189,7 @@ fn malloc_free_many_sizes_reuses_memory() {
 fn remote_frees_come_back_to_the_owner() {
     let g = &global(16);
     let owner = heap(g);
-    let tid = owner.thread_id;
+    let tid = owner.thread_id();
     let ptrs: Vec<usize> = (0..10_000)
         // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         .map(|_| unsafe { owner.malloc(48) } as usize)
@@ -251,10 +253,10 @@ fn abandoned_segments_are_reclaimed() {
         "reused the abandoned segment"
     );
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-    unsafe { g.free(p, second.thread_id) };
+    unsafe { g.free(p, second.thread_id()) };
     for &p in &kept[2500..] {
         // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-        unsafe { g.free(p as *mut u8, second.thread_id) };
+        unsafe { g.free(p as *mut u8, second.thread_id()) };
     }
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(second) };
@@ -281,7 +283,7 @@ fn aligned_blocks_are_aligned_and_freeable() {
         }
         for p in blocks {
             // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-            unsafe { g.free(p, h.thread_id) };
+            unsafe { g.free(p, h.thread_id()) };
         }
     }
     assert!(
@@ -315,7 +317,7 @@ fn huge_blocks_map_cache_and_unmap() {
     let z = unsafe { h.malloc_zeroed(300_000) };
     check(z, 300_000, 0);
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-    unsafe { g.free(z, h.thread_id) };
+    unsafe { g.free(z, h.thread_id()) };
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.free(r, NO_THREAD) };
     // Freed huge blocks wait in the span cache, and are reused from it.
@@ -361,7 +363,7 @@ fn realloc_keeps_contents_across_classes() {
         check(p, size, 0x5A);
     }
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-    unsafe { g.free(p, h.thread_id) };
+    unsafe { g.free(p, h.thread_id()) };
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
     g.trim();
@@ -378,9 +380,9 @@ fn double_free_is_detected() {
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     let _b = unsafe { h.malloc(32) };
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-    unsafe { g.free(a, h.thread_id) };
+    unsafe { g.free(a, h.thread_id()) };
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-    unsafe { g.free(a, h.thread_id) };
+    unsafe { g.free(a, h.thread_id()) };
 }
 
 #[test]
@@ -438,7 +440,7 @@ fn many_threads_cross_free_without_losing_blocks() {
                     for (p, size) in theirs {
                         check(p as *const u8, size.min(64), size as u8);
                         // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-                        unsafe { g.free(p as *mut u8, h.thread_id) };
+                        unsafe { g.free(p as *mut u8, h.thread_id()) };
                     }
                 }
                 // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
@@ -466,7 +468,7 @@ fn random_replacement_keeps_the_heap_consistent() {
         seed ^= seed << 17;
         let k = (seed % slots.len() as u64) as usize;
         // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-        unsafe { g.free(slots[k], h.thread_id) };
+        unsafe { g.free(slots[k], h.thread_id()) };
         let size = 16 + ((seed >> 20) % 1009) as usize;
         // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
         slots[k] = unsafe { h.malloc(size) };
@@ -478,7 +480,7 @@ fn random_replacement_keeps_the_heap_consistent() {
     h.validate();
     for p in slots {
         // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-        unsafe { g.free(p, h.thread_id) };
+        unsafe { g.free(p, h.thread_id()) };
     }
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
@@ -517,7 +519,7 @@ fn snapshots_while_another_thread_allocates() {
                 seed ^= seed << 17;
                 let k = (seed % slots.len() as u64) as usize;
                 // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-                unsafe { g.free(slots[k], h.thread_id) };
+                unsafe { g.free(slots[k], h.thread_id()) };
                 let size = 16 + ((seed >> 20) % 1009) as usize;
                 // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
                 slots[k] = unsafe { h.malloc(size) };
@@ -528,7 +530,7 @@ fn snapshots_while_another_thread_allocates() {
             }
             for p in slots {
                 // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
-                unsafe { g.free(p, h.thread_id) };
+                unsafe { g.free(p, h.thread_id()) };
             }
             stop.store(true, Ordering::Release);
             // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
@@ -571,14 +573,14 @@ fn heap_walk_is_exact_for_the_owner() {
     }
     for p in freed {
         // SAFETY: as above.
-        unsafe { g.free(p, h.thread_id) };
+        unsafe { g.free(p, h.thread_id()) };
     }
     let (mut areas, mut huge_areas, mut used, mut seen) =
         (0, 0, 0u64, std::collections::BTreeMap::new());
     let mut last_area = 0;
     // SAFETY: `h` is driven by this thread.
     let done = unsafe {
-        heap_visit(g.arena, Some(h), true, &mut |v| {
+        heap_visit(g.arena, Some(h.0), true, &mut |v| {
             match v {
                 Visit::Area(a) => {
                     assert!(a.start > last_area, "areas in address order");
@@ -614,7 +616,7 @@ fn heap_walk_is_exact_for_the_owner() {
     let mut calls = 0;
     // SAFETY: as above.
     let done = unsafe {
-        heap_visit(g.arena, Some(h), true, &mut |_| {
+        heap_visit(g.arena, Some(h.0), true, &mut |_| {
             calls += 1;
             calls < 3
         })

@@ -15,6 +15,7 @@ use crate::segment::{Segment, SegmentKind, MAX_PAGES, SEGMENT_MAP};
 use crate::size_class::bin_size;
 use crate::stats::Snapshot;
 use crate::util::sync::Ordering;
+use core::ptr;
 
 /// An area of memory: a segment of small or medium pages, or a huge block's segment.
 #[repr(C)]
@@ -285,21 +286,23 @@ pub unsafe fn snapshot<S: Os>(
         }
     });
     registry.for_each(|heap| {
-        // SAFETY: live heaps stay valid while the registry lock is held; their counters are
-        // atomics; `own` is walked only by its owner (the contract).
+        // SAFETY: live heaps stay valid while the registry lock is held. Of other threads'
+        // heaps only the published atomics are read, through raw pointers to them (no
+        // reference to the heap, which its owner may hold as `&mut`); `own` is walked only by
+        // its owner (the contract).
         unsafe {
-            let h = &*heap;
-            for (dst, src) in s.bins.iter_mut().zip(h.counters.bins.iter()) {
+            let counters = ptr::addr_of!((*heap).counters);
+            let bins = &*ptr::addr_of!((*counters).bins);
+            for (dst, src) in s.bins.iter_mut().zip(bins.iter()) {
                 *dst = dst.wrapping_add(src.load(Ordering::Relaxed));
             }
             if own == Some(heap as *const Heap<S>) {
-                own_heap_live(h, &mut s, &mut live_blocks);
+                own_heap_live(&*heap, &mut s, &mut live_blocks);
             } else {
-                live_blocks =
-                    live_blocks.wrapping_add(h.counters.live_blocks.load(Ordering::Relaxed));
-                s.live_bytes = s
-                    .live_bytes
-                    .wrapping_add(h.counters.live_bytes.load(Ordering::Relaxed));
+                let blocks = &*ptr::addr_of!((*counters).live_blocks);
+                let bytes = &*ptr::addr_of!((*counters).live_bytes);
+                live_blocks = live_blocks.wrapping_add(blocks.load(Ordering::Relaxed));
+                s.live_bytes = s.live_bytes.wrapping_add(bytes.load(Ordering::Relaxed));
             }
         }
     });
@@ -349,7 +352,7 @@ unsafe fn own_heap_live<S: Os>(heap: &Heap<S>, s: &mut Snapshot, live_blocks: &m
             if (*seg).kind == SegmentKind::Huge {
                 break;
             }
-            let page = &*(*seg).page_of(b.cast());
+            let page = &*Segment::page_of(seg, b.cast());
             *live_blocks = live_blocks.wrapping_sub(1);
             s.live_bytes = s.live_bytes.wrapping_sub(page.block_size as u64);
             b = *(b as *const usize) as *const Block;

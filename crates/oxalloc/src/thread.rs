@@ -5,7 +5,7 @@
 //! `mov` from `%fs` and never calls `__tls_get_addr` (which may call malloc for dynamically
 //! loaded libraries). Its initial value is the static sentinel heap, so a thread's first
 //! `malloc` needs no "initialised?" test: it simply misses and lands in the slow path, which
-//! calls [`bind_thread`].
+//! calls `bind_thread`.
 
 use crate::{Source, ARENA, HEAPS};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -81,6 +81,7 @@ mod slot {
     use super::{ThreadHeap, KEY};
     use core::sync::atomic::Ordering;
 
+    /// The calling thread's heap (the sentinel until the thread allocates).
     pub fn current() -> *mut ThreadHeap {
         // SAFETY: pthread_getspecific never allocates.
         let p =
@@ -92,6 +93,7 @@ mod slot {
         }
     }
 
+    /// Sets the calling thread's heap.
     pub fn set(heap: *mut ThreadHeap) {
         let v = if heap == crate::sentinel() {
             core::ptr::null_mut()
@@ -102,6 +104,7 @@ mod slot {
         unsafe { libc::pthread_setspecific(KEY.load(Ordering::Acquire), v.cast()) };
     }
 
+    /// A word unique to the calling thread while it lives.
     pub fn thread_id() -> usize {
         // SAFETY: pthread_self is always safe.
         unsafe { libc::pthread_self() as usize }

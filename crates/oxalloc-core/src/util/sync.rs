@@ -77,6 +77,19 @@ mod narrow {
         pub fn fetch_max(&self, v: u64, o: Ordering) -> u64 {
             self.0.fetch_max(v as usize, o) as u64
         }
+        /// Stores `new` if the value is `current`.
+        pub fn compare_exchange(
+            &self,
+            current: u64,
+            new: u64,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u64, u64> {
+            self.0
+                .compare_exchange(current as usize, new as usize, success, failure)
+                .map(|v| v as u64)
+                .map_err(|v| v as u64)
+        }
     }
 }
 

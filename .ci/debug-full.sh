@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The debug-full feature: the whole heap validated after every slow-path step (page equations,
+# queue links, direct table, segment lists), under the core's tests and the oxalloc crate's
+# (model property test, threads, statistics, RSS).
+source "$(dirname "$0")/lib.sh"
+export CARGO_TARGET_DIR="$(target_dir)/debug-full"
+cargo test -p oxalloc-core --features debug-full || fail "core tests with debug-full"
+cargo test -p oxalloc --features debug-full || fail "oxalloc tests with debug-full"
+say "ok"
