@@ -40,6 +40,25 @@ struct Shared {
     torn_down: AtomicBool,
 }
 
+/// A page in `state` with `n` blocks to free, and an empty heap list.
+fn shared(n: usize, state: usize) -> Arc<Shared> {
+    let page = ThreadFree::new(delayed::NORMAL);
+    page.set_state(state);
+    Arc::new(Shared {
+        page,
+        heap: DelayedList::new(),
+        blocks: blocks(n),
+        torn_down: AtomicBool::new(false),
+    })
+}
+
+/// The addresses of the shared blocks, sorted.
+fn all(s: &Shared) -> Vec<usize> {
+    let mut v: Vec<usize> = s.blocks.iter().map(addr).collect();
+    v.sort();
+    v
+}
+
 /// What `free::free_remote` does with the protocol.
 fn remote_free(s: &Shared, block: usize) {
     // SAFETY: the block is ours to free.
@@ -61,13 +80,7 @@ fn remote_free(s: &Shared, block: usize) {
 #[test]
 fn every_remote_free_is_collected_once() {
     loom::model(|| {
-        let b = blocks(2);
-        let s = Arc::new(Shared {
-            page: ThreadFree::new(delayed::NORMAL),
-            heap: DelayedList::new(),
-            blocks: b.clone(),
-            torn_down: AtomicBool::new(false),
-        });
+        let s = shared(2, delayed::NORMAL);
         let remotes: Vec<_> = (0..2)
             .map(|i| {
                 let s = s.clone();
@@ -81,9 +94,7 @@ fn every_remote_free_is_collected_once() {
         }
         seen.extend(walk(s.page.take_all(), 3));
         seen.sort();
-        let mut want: Vec<usize> = b.iter().map(addr).collect();
-        want.sort();
-        assert_eq!(seen, want);
+        assert_eq!(seen, all(&s));
         assert_eq!(s.page.state(), delayed::NORMAL);
     });
 }
@@ -91,15 +102,8 @@ fn every_remote_free_is_collected_once() {
 #[test]
 fn a_full_page_is_told_and_nothing_is_lost() {
     loom::model(|| {
-        let b = blocks(2);
-        let s = Arc::new(Shared {
-            page: ThreadFree::new(delayed::NORMAL),
-            heap: DelayedList::new(),
-            blocks: b.clone(),
-            torn_down: AtomicBool::new(false),
-        });
-        // The owner finds the page full and announces it (find_page).
-        s.page.set_state(delayed::USE_DELAYED);
+        // The owner found the page full and announced it (find_page).
+        let s = shared(2, delayed::USE_DELAYED);
         let remotes: Vec<_> = (0..2)
             .map(|i| {
                 let s = s.clone();
@@ -117,10 +121,9 @@ fn a_full_page_is_told_and_nothing_is_lost() {
         seen.extend(walk(s.page.take_all(), 3));
         seen.extend(walk(s.heap.take_all(), 3));
         seen.sort();
-        let mut want: Vec<usize> = b.iter().map(addr).collect();
-        want.sort();
         assert_eq!(
-            seen, want,
+            seen,
+            all(&s),
             "every block once, on the page or the heap's list"
         );
     });
@@ -129,14 +132,7 @@ fn a_full_page_is_told_and_nothing_is_lost() {
 #[test]
 fn teardown_waits_out_a_notification() {
     loom::model(|| {
-        let b = blocks(1);
-        let s = Arc::new(Shared {
-            page: ThreadFree::new(delayed::NORMAL),
-            heap: DelayedList::new(),
-            blocks: b.clone(),
-            torn_down: AtomicBool::new(false),
-        });
-        s.page.set_state(delayed::USE_DELAYED);
+        let s = shared(1, delayed::USE_DELAYED);
         let remote = {
             let s = s.clone();
             thread::spawn(move || remote_free(&s, addr(&s.blocks[0])))
@@ -147,7 +143,7 @@ fn teardown_waits_out_a_notification() {
         s.torn_down.store(true, Ordering::SeqCst);
         remote.join().unwrap();
         seen.extend(walk(s.page.take_all(), 2));
-        assert_eq!(seen, vec![addr(&b[0])]);
+        assert_eq!(seen, all(&s));
         assert_eq!(s.page.state(), delayed::NEVER);
     });
 }
