@@ -15,7 +15,7 @@ use crate::os::{Os, OS_PAGE};
 use crate::page::Page;
 use crate::segment::{owner, Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN, SEGMENT_SIZE};
 use crate::stats::GlobalCounters;
-use crate::util::align::align_up;
+use crate::util::align::{align_up, checked_align_up};
 use crate::util::sync::Ordering;
 use core::ptr::{self, NonNull};
 
@@ -40,8 +40,8 @@ pub fn huge_alloc<S: Os>(arena: &Arena<S>, size: usize, align: usize, zero: bool
     let offset = align_up(HEADER_SIZE, align.max(OS_PAGE));
     let size = size.max(1);
     let Some(total) = size
-        .checked_add(offset + OS_PAGE - 1)
-        .map(|t| t & !(OS_PAGE - 1))
+        .checked_add(offset)
+        .and_then(|t| checked_align_up(t, OS_PAGE))
     else {
         return ptr::null_mut();
     };
@@ -139,8 +139,8 @@ pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: us
     unsafe {
         let offset = (*seg).pages[0].start as usize - seg as usize;
         let Some(total) = new_size
-            .checked_add(offset + OS_PAGE - 1)
-            .map(|t| t & !(OS_PAGE - 1))
+            .checked_add(offset)
+            .and_then(|t| checked_align_up(t, OS_PAGE))
         else {
             return ptr::null_mut();
         };
@@ -234,8 +234,8 @@ pub unsafe fn huge_resize_in_place<S: Os>(
         let page = &mut (*seg).pages[0];
         let offset = page.start as usize - seg as usize;
         let Some(total) = new_size
-            .checked_add(offset + OS_PAGE - 1)
-            .map(|t| t & !(OS_PAGE - 1))
+            .checked_add(offset)
+            .and_then(|t| checked_align_up(t, OS_PAGE))
         else {
             return false;
         };

@@ -8,13 +8,6 @@ pub const fn align_up(x: usize, to: usize) -> usize {
     (x + to - 1) & !(to - 1)
 }
 
-/// Rounds `x` down to a multiple of `to`, which must be a power of two.
-#[inline(always)]
-pub const fn align_down(x: usize, to: usize) -> usize {
-    debug_assert!(to.is_power_of_two());
-    x & !(to - 1)
-}
-
 /// `x` rounded up to a multiple of `to` (a power of two), or `None` if that overflows.
 #[inline]
 pub const fn checked_align_up(x: usize, to: usize) -> Option<usize> {
@@ -33,7 +26,6 @@ mod tests {
         assert_eq!(align_up(0, 16), 0);
         assert_eq!(align_up(1, 16), 16);
         assert_eq!(align_up(16, 16), 16);
-        assert_eq!(align_down(4097, 4096), 4096);
         assert_eq!(checked_align_up(usize::MAX, 16), None);
         assert_eq!(checked_align_up(17, 16), Some(32));
     }
