@@ -2,8 +2,12 @@
 //! (always, declared in `include/oxalloc.h`) and, with the `override` feature (the default),
 //! under its standard name and glibc's internal `__libc_*` aliases.
 //!
+//! The C++ `operator delete`s are exported here too, under their mangled names only (they are no
+//! C API, so they have no `ox_` name and are not in `oxalloc.h`); the `operator new`s are
+//! assembly stubs defined in `crate::cxx` and exported by `build.rs`.
+//!
 //! `tests/header.rs` checks that the `ox_*` symbols of liboxalloc.so are exactly the functions
-//! `oxalloc.h` declares.
+//! `oxalloc.h` declares, and that every C++ operator is exported.
 
 use crate::glibc::{Mallinfo, Mallinfo2};
 use crate::{c_api, glibc, visit};
@@ -12,8 +16,8 @@ use visit::VisitFn;
 
 /// Exports `$m::$f` under each `ox_` name and, with the `override` feature, each standard name.
 macro_rules! export {
-    ($m:ident::$f:ident $args:tt -> $r:ty; [$($ox:ident),+] [$($sys:ident),*]) => {
-        $( export_fn! { $ox, $m, $f, $args, $r } )+
+    ($m:ident::$f:ident $args:tt -> $r:ty; [$($ox:ident),*] [$($sys:ident),*]) => {
+        $( export_fn! { $ox, $m, $f, $args, $r } )*
         $( #[cfg(feature = "override")] export_fn! { $sys, $m, $f, $args, $r } )*
     };
 }
@@ -54,3 +58,18 @@ export!(glibc::mallopt(param: c_int, value: c_int) -> c_int; [ox_mallopt] [mallo
 export!(glibc::stats_json(buf: *mut c_char, len: usize) -> usize; [ox_stats_json] []);
 export!(glibc::stats_print() -> (); [ox_stats_print] []);
 export!(visit::heap_visit(flags: c_int, visit: Option<VisitFn>, arg: *mut c_void) -> c_int; [ox_heap_visit] []);
+
+// C++'s operator delete, in libstdc++'s list (`nm -D libstdc++.so.6`): plain and array, each
+// unsized, sized, nothrow, aligned, aligned sized and aligned nothrow.
+#[cfg(all(feature = "override", target_arch = "x86_64", target_os = "linux"))]
+#[allow(non_snake_case)] // the mangled names
+mod cxx_delete {
+    use super::*;
+    use crate::cxx;
+    export!(cxx::delete(p: *mut c_void) -> (); [] [_ZdlPv, _ZdaPv]);
+    export!(cxx::delete_sized(p: *mut c_void, size: usize) -> (); [] [_ZdlPvm, _ZdaPvm]);
+    export!(cxx::delete_nothrow(p: *mut c_void, nothrow: *const c_void) -> (); [] [_ZdlPvRKSt9nothrow_t, _ZdaPvRKSt9nothrow_t]);
+    export!(cxx::delete_aligned(p: *mut c_void, align: usize) -> (); [] [_ZdlPvSt11align_val_t, _ZdaPvSt11align_val_t]);
+    export!(cxx::delete_aligned_sized(p: *mut c_void, size: usize, align: usize) -> (); [] [_ZdlPvmSt11align_val_t, _ZdaPvmSt11align_val_t]);
+    export!(cxx::delete_aligned_nothrow(p: *mut c_void, align: usize, nothrow: *const c_void) -> (); [] [_ZdlPvSt11align_val_tRKSt9nothrow_t, _ZdaPvSt11align_val_tRKSt9nothrow_t]);
+}

@@ -16,6 +16,8 @@
 //! - [`glibc`]: glibc-compatible introspection (`mallinfo`, `mallinfo2`, `malloc_stats`,
 //!   `malloc_info`, `mallopt`, `malloc_trim`) and oxalloc's own statistics output;
 //! - [`visit`]: the heap walk (`ox_heap_visit`);
+//! - `cxx` (x86-64 Linux, `override` feature): the replaceable C++ `operator new` and
+//!   `operator delete`, under their mangled names;
 //! - [`exports`]: the exported symbols, `ox_*` always and the standard names under the
 //!   `override` feature.
 //!
@@ -25,6 +27,8 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod c_api;
+#[cfg(all(feature = "override", target_arch = "x86_64", target_os = "linux"))]
+pub mod cxx;
 pub mod exports;
 pub mod glibc;
 pub mod visit;

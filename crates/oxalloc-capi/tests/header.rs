@@ -1,6 +1,7 @@
 //! The library's interface as a C program and the dynamic linker see it: `include/oxalloc.h`
 //! declares exactly the `ox_*` functions liboxalloc.so exports (both ways), every declaration
-//! compiles and links from C and C++, and the library carries its SONAME.
+//! compiles and links from C and C++, the library exports every replaceable C++ operator
+//! new/delete (mangled, on purpose not in the header), and it carries its SONAME.
 
 mod common;
 use common::*;
@@ -82,6 +83,59 @@ fn header_declares_exactly_the_exported_ox_functions() {
         "exported by liboxalloc.so but not declared in oxalloc.h: {undeclared:?}\n\
          declared in oxalloc.h but not exported: {unexported:?}"
     );
+}
+
+/// The C++ operators liboxalloc exports (src/cxx.rs), libstdc++'s list
+/// (`nm -D --defined-only libstdc++.so.6 | grep -E ' _Z(nw|na|dl|da)'`).
+const CXX_OPERATORS: [&str; 20] = [
+    "_Znwm",
+    "_Znam",
+    "_ZnwmRKSt9nothrow_t",
+    "_ZnamRKSt9nothrow_t",
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
+    "_ZdlPvRKSt9nothrow_t",
+    "_ZdaPvRKSt9nothrow_t",
+    "_ZnwmSt11align_val_t",
+    "_ZnamSt11align_val_t",
+    "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    "_ZnamSt11align_val_tRKSt9nothrow_t",
+    "_ZdlPvSt11align_val_t",
+    "_ZdaPvSt11align_val_t",
+    "_ZdlPvmSt11align_val_t",
+    "_ZdaPvmSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+];
+
+#[test]
+fn every_cxx_operator_is_exported() {
+    let text = run(Command::new("nm").args(["-D", "--defined-only"]).arg(lib()));
+    let defined: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("T"))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let missing: Vec<_> = CXX_OPERATORS
+        .iter()
+        .filter(|s| !defined.contains(**s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exported by liboxalloc.so: {missing:?}"
+    );
+    let others: Vec<_> = defined
+        .iter()
+        .filter(|s| {
+            ["_Znw", "_Zna", "_Zdl", "_Zda"]
+                .iter()
+                .any(|p| s.starts_with(p))
+        })
+        .filter(|s| !CXX_OPERATORS.contains(s))
+        .collect();
+    assert!(others.is_empty(), "unexpected C++ operators: {others:?}");
 }
 
 /// A program that includes the header and takes the address of every declared function, so

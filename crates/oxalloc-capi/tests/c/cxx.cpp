@@ -1,4 +1,4 @@
-// C++ on oxalloc: libstdc++'s operator new/delete call malloc/free; containers, strings,
+// C++ on oxalloc (its own operator new/delete, src/cxx.rs, or malloc/free); containers, strings,
 // threads, and std::bad_alloc when a request cannot be met.
 #include <cstdio>
 #include <map>

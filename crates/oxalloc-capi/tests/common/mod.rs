@@ -92,8 +92,14 @@ pub fn out_dir() -> PathBuf {
 
 /// Compiles a C or C++ source from tests/c into an executable; `link` adds liboxalloc itself.
 pub fn compile(source: &str, link: bool) -> PathBuf {
+    compile_in("c", source, link)
+}
+
+/// [`compile`] for a source in another directory of tests/ (`dir`).
+pub fn compile_in(dir: &str, source: &str, link: bool) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/c")
+        .join("tests")
+        .join(dir)
         .join(source);
     let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
     let out = out_dir().join(if link {
