@@ -102,11 +102,31 @@ pub unsafe fn malloc_trim(_pad: usize) -> c_int {
     (engine::trim() > 0) as c_int
 }
 
-/// `mallopt`: glibc's `M_MXFAST` (1) and `M_TRIM_THRESHOLD` .. `M_ARENA_MAX` (-1 .. -8) are
-/// accepted (1) and ignored, anything else is refused (0); oxalloc tunes itself through its
-/// `OXALLOC_*` environment options instead.
-pub unsafe fn mallopt(param: c_int, _value: c_int) -> c_int {
-    (param == 1 || (-8..=-1).contains(&param)) as c_int
+/// glibc's `mallopt` parameter numbers (`<malloc.h>`).
+mod m {
+    use core::ffi::c_int;
+    pub const MXFAST: c_int = 1;
+    pub const TRIM_THRESHOLD: c_int = -1;
+    pub const ARENA_MAX: c_int = -8;
+}
+
+/// `mallopt`. `M_TRIM_THRESHOLD` sets how many bytes of freed spans stay resident before the
+/// oldest are purged without waiting for the purge delay (`OXALLOC_DIRTY_MAX`; 0 purges at once).
+/// The other glibc parameters, `M_MXFAST` and `M_TOP_PAD` .. `M_ARENA_MAX` (-2 .. -8), are
+/// accepted (1) and have no effect: blocks over 128 KiB always get a mapping of their own
+/// (`M_MMAP_THRESHOLD`, `M_MMAP_MAX`), free pages are purged on a delay rather than by a top
+/// pad, and each thread has its own heap, so there are no arenas to count (`M_ARENA_MAX`,
+/// `M_ARENA_TEST`). Anything else, or a negative threshold, is refused (0).
+pub unsafe fn mallopt(param: c_int, value: c_int) -> c_int {
+    match param {
+        m::TRIM_THRESHOLD if value >= 0 => {
+            engine::options::set(engine::options::Opt::DirtyMax, value as usize);
+            1
+        }
+        m::TRIM_THRESHOLD => 0,
+        m::MXFAST => 1,
+        _ => (m::ARENA_MAX..m::TRIM_THRESHOLD).contains(&param) as c_int,
+    }
 }
 
 const PTHREAD_CANCEL_DISABLE: c_int = 1; // glibc's value (PTHREAD_CANCEL_ENABLE is 0)

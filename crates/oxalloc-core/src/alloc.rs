@@ -3,7 +3,7 @@
 //!
 //! The fast path is a table lookup and a pop, behind one test:
 //! ```text
-//! page  = heap.direct[(size + 15) / 16]     // the size class's current page
+//! page  = (*heap).direct[(size + 15) / 16]     // the size class's current page
 //! block = page.free                         // null => slow path (also for the sentinel heap)
 //! page.free = decode(block.next); page.used += 1
 //! ```
@@ -25,7 +25,7 @@ use core::ptr;
 /// # Safety
 /// Called by the thread this heap belongs to (or on the sentinel, by any thread).
 #[inline(always)]
-pub unsafe fn malloc<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
+pub unsafe fn malloc<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
     // SAFETY: same caller contract.
     unsafe {
         let p = malloc_fast(heap, size);
@@ -42,12 +42,13 @@ pub unsafe fn malloc<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
 /// # Safety
 /// As for [`malloc`].
 #[inline(always)]
-pub unsafe fn malloc_fast<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
+pub unsafe fn malloc_fast<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
     if size <= DIRECT_MAX {
-        let page = heap.pages.direct[size.div_ceil(ALIGN)];
-        // SAFETY: direct entries point at this heap's pages or at the empty page, whose
-        // `free` is null; a non-null `free` means the page is ours to pop from.
+        // SAFETY: `heap` is the caller's heap (or a sentinel), valid per the contract; direct
+        // entries point at this heap's pages or at the empty page, whose `free` is null; a
+        // non-null `free` means the page is ours to pop from.
         unsafe {
+            let page = (*heap).pages.direct[size.div_ceil(ALIGN)];
             if !(*page).free.is_null() {
                 return (*page).pop_free();
             }
@@ -61,36 +62,36 @@ pub unsafe fn malloc_fast<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
 /// goes on to `malloc_generic`.
 #[cold]
 #[inline(never)]
-pub unsafe fn malloc_slow<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
+pub unsafe fn malloc_slow<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
     // A sentinel heap has empty queues and no delayed frees, so it falls through too.
-    if size <= MEDIUM_MAX && heap.delayed.is_empty() {
-        let page = heap.pages.queues[bin_of(size)].first();
-        if !page.is_null() {
-            // SAFETY: pages in our queues are ours.
-            unsafe {
+    // SAFETY: the caller's heap is valid and ours; pages in our queues are ours.
+    unsafe {
+        if size <= MEDIUM_MAX && (*heap).delayed.is_empty() {
+            let page = (*heap).pages.queues[bin_of(size)].first();
+            if !page.is_null() {
                 refill(heap, page);
                 if !(*page).free.is_null() {
                     return (*page).pop_free();
                 }
             }
         }
+        malloc_generic(heap, size)
     }
-    // SAFETY: same caller contract.
-    unsafe { malloc_generic(heap, size) }
 }
 
 /// Everything else: binding the thread, huge sizes, delayed frees, moving on from full pages
 /// and taking fresh ones.
 #[inline(never)]
-unsafe fn malloc_generic<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
-    if heap.is_sentinel() {
-        // SAFETY: the front end's binder returns a heap bound to this thread.
-        unsafe {
-            let heap = (heap.bind)();
+unsafe fn malloc_generic<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
+    // SAFETY: the caller's heap is valid; the front end's binder returns a heap bound to this
+    // thread, or null.
+    unsafe {
+        if (*heap).is_sentinel() {
+            let heap = ((*heap).bind)();
             if heap.is_null() || (*heap).is_sentinel() {
                 return ptr::null_mut();
             }
-            return malloc(&mut *heap, size);
+            return malloc(heap, size);
         }
     }
     if size > MEDIUM_MAX {
@@ -112,19 +113,22 @@ unsafe fn malloc_generic<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
 /// A huge block. Huge blocks have no owning heap, but a thread's first allocation binds it
 /// anyway: binding is what runs process start-up (options, such as the memory source)
 /// before anything is mapped.
-unsafe fn huge<S: Os>(heap: &mut Heap<S>, size: usize, align: usize, zero: bool) -> *mut u8 {
-    // SAFETY: the front end's binder returns a heap bound to this thread, or null.
-    if heap.is_sentinel() && unsafe { (heap.bind)() }.is_null() {
-        return ptr::null_mut();
+unsafe fn huge<S: Os>(heap: *mut Heap<S>, size: usize, align: usize, zero: bool) -> *mut u8 {
+    // SAFETY: the caller's heap is valid; the front end's binder returns a heap bound to this
+    // thread, or null.
+    unsafe {
+        if (*heap).is_sentinel() && ((*heap).bind)().is_null() {
+            return ptr::null_mut();
+        }
+        huge_alloc((*heap).arena, size, align, zero)
     }
-    huge_alloc(heap.arena, size, align, zero)
 }
 
 /// Allocates `size` zeroed bytes.
 ///
 /// # Safety
 /// As for [`malloc`].
-pub unsafe fn malloc_zeroed<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
+pub unsafe fn malloc_zeroed<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
     if size > MEDIUM_MAX {
         // SAFETY: same caller contract.
         return unsafe { huge(heap, size, ALIGN, true) };
@@ -152,7 +156,7 @@ pub unsafe fn malloc_zeroed<S: Os>(heap: &mut Heap<S>, size: usize) -> *mut u8 {
 /// # Safety
 /// As for [`malloc`].
 pub unsafe fn malloc_aligned<S: Os>(
-    heap: &mut Heap<S>,
+    heap: *mut Heap<S>,
     size: usize,
     align: usize,
     zero: bool,
@@ -202,16 +206,16 @@ pub unsafe fn malloc_aligned<S: Os>(
 ///
 /// # Safety
 /// As for [`malloc`]; `p` is null or a live block from this allocator.
-pub unsafe fn realloc<S: Os>(heap: &mut Heap<S>, p: *mut u8, new_size: usize) -> *mut u8 {
+pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) -> *mut u8 {
     // SAFETY: (the whole body) the same caller contract; `usable_size` validates `p`.
     unsafe {
         if p.is_null() {
             return malloc(heap, new_size);
         }
-        let usable = usable_size(heap.arena, p);
+        let usable = usable_size((*heap).arena, p);
         let seg = Segment::of(p);
         if (*seg).kind == SegmentKind::Huge && new_size > MEDIUM_MAX {
-            let q = huge_realloc(heap.arena, seg, usable, new_size);
+            let q = huge_realloc((*heap).arena, seg, usable, new_size);
             if !q.is_null() {
                 return q;
             }
@@ -235,12 +239,12 @@ pub unsafe fn realloc<S: Os>(heap: &mut Heap<S>, p: *mut u8, new_size: usize) ->
         }
 
         ptr::copy_nonoverlapping(p, q, usable.min(new_size));
-        let tid = if heap.is_sentinel() {
+        let tid = if (*heap).is_sentinel() {
             owner::NO_THREAD
         } else {
-            heap.thread_id
+            (*heap).thread_id
         };
-        free(heap.arena, p, tid);
+        free((*heap).arena, p, tid);
         q
     }
 }

@@ -26,6 +26,9 @@ use crate::util::list::List;
 use crate::util::sync::{AtomicU64, AtomicUsize, Ordering, SpinLock};
 use core::ptr::{self, NonNull};
 
+/// Most abandoned segments one [`Arena::pop_abandoned_with_frees`] looks at (under the lock).
+const ABANDONED_SCAN: usize = 64;
+
 /// The registry of segments and the abandoned ones, under one lock.
 pub(crate) struct SegmentLists {
     registry: List<Segment, InRegistry>,
@@ -50,6 +53,8 @@ pub struct Arena<S: Os + 'static> {
     cache_dirty: AtomicUsize,
     /// When [`Arena::tick`] next looks at the cache (milliseconds of the source's clock).
     next_decay_ms: AtomicU64,
+    /// Segments in the abandoned list, mirrored out of its lock for the purge clock.
+    abandoned_now: AtomicUsize,
 }
 
 // SAFETY: all mutable state is behind spin locks or atomics; raw pointers in it refer to
@@ -72,6 +77,7 @@ impl<S: Os + 'static> Arena<S> {
             }),
             cache_dirty: AtomicUsize::new(0),
             next_decay_ms: AtomicU64::new(0),
+            abandoned_now: AtomicUsize::new(0),
         }
     }
 
@@ -267,7 +273,7 @@ impl<S: Os + 'static> Arena<S> {
         let delay = options::get(Opt::PurgeDelay) as u64;
         loop {
             let mut cache = self.cache.lock();
-            let due = cache.take_due(now, delay);
+            let due = cache.take_due(now, delay, options::get(Opt::DirtyMax));
             self.cache_dirty
                 .store(cache.dirty_bytes(), Ordering::Relaxed);
             drop(cache);
@@ -324,6 +330,38 @@ impl<S: Os + 'static> Arena<S> {
         }
     }
 
+    /// Purges the free page slots of `seg` named by `mask`, each run of adjacent slots with one
+    /// call, and clears them from the segment's dirty masks (and from `used_since_zeroed` when
+    /// the purge zeroes). Returns the bytes purged.
+    ///
+    /// # Safety
+    /// The calling thread owns `seg` (its heap's, or taken off the abandoned list), and every
+    /// slot in `mask` is free.
+    pub(crate) unsafe fn purge_slots(&self, seg: *mut Segment, mask: u64) -> usize {
+        let mut purged = 0;
+        let mut zeroed = true;
+        // SAFETY: the caller owns the segment, so its plain fields are ours; other threads
+        // only read its pages' atomics, and the slots are free, inside the segment's mapping.
+        unsafe {
+            debug_assert!(
+                (0..(*seg).page_count).all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned)
+            );
+            (*seg).slot_runs(mask, |start, len| {
+                zeroed &= self.os.purge(NonNull::new_unchecked(start as *mut u8), len);
+                purged += len;
+            });
+            (*seg).dirty_new &= !mask;
+            (*seg).dirty_old &= !mask;
+            if zeroed {
+                (*seg).used_since_zeroed &= !mask;
+            }
+        }
+        self.counters
+            .purged_bytes
+            .fetch_add(purged as u64, Ordering::Relaxed);
+        purged
+    }
+
     /// Unmaps every cached span (`malloc_trim`). Returns the bytes released.
     pub fn trim(&self) -> usize {
         let mut released = 0;
@@ -350,13 +388,59 @@ impl<S: Os + 'static> Arena<S> {
             (*seg).thread_id.store(owner::NONE, Ordering::Release);
             self.segments.lock().abandoned.push_front(seg);
         }
+        self.abandoned_now.fetch_add(1, Ordering::Relaxed);
         self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes one abandoned segment, if any; the caller becomes its only user.
     pub(crate) fn pop_abandoned(&self) -> Option<*mut Segment> {
+        if self.abandoned_now.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let seg = self.segments.lock().abandoned.pop_front();
-        (!seg.is_null()).then_some(seg)
+        if seg.is_null() {
+            return None;
+        }
+        self.abandoned_now.fetch_sub(1, Ordering::Relaxed);
+        Some(seg)
+    }
+
+    /// Whether any segment is abandoned (a relaxed read: a hint for the purge clock).
+    pub(crate) fn has_abandoned(&self) -> bool {
+        self.abandoned_now.load(Ordering::Relaxed) != 0
+    }
+
+    /// Takes one abandoned segment that other threads have freed blocks into since (a page
+    /// with a non-empty `thread_free` list), if any: the purge clock reclaims it, so memory
+    /// freed after its thread exited is released without waiting for a thread to need a
+    /// segment. Looks at most at [`ABANDONED_SCAN`] segments, moving those it passes over to the
+    /// back, so successive calls cover the whole list.
+    pub(crate) fn pop_abandoned_with_frees(&self) -> Option<*mut Segment> {
+        if self.abandoned_now.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut lists = self.segments.lock();
+        for _ in 0..ABANDONED_SCAN {
+            let seg = lists.abandoned.pop_front();
+            if seg.is_null() {
+                break;
+            }
+            // SAFETY: abandoned segments are registered and their pages were written by their
+            // last owner before it released this lock; `thread_free` is atomic.
+            let freed = unsafe {
+                let pages = &*ptr::addr_of!((*seg).pages);
+                pages[..(*seg).page_count]
+                    .iter()
+                    .any(|p| p.assigned && !p.thread_free.is_empty())
+            };
+            if freed {
+                self.abandoned_now.fetch_sub(1, Ordering::Relaxed);
+                return Some(seg);
+            }
+            // SAFETY: `seg` was just unlinked from this list.
+            unsafe { lists.abandoned.push_back(seg) };
+        }
+        None
     }
 
     /// Takes the arena's locks for `fork()` (the child must not inherit a lock held

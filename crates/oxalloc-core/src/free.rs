@@ -66,7 +66,7 @@ unsafe fn free_local_checked<S: Os>(arena: &Arena<S>, page: *mut Page, block: *m
     unsafe {
         check_double_free(arena, page, block);
         let heap = (*page).heap.load(Ordering::Relaxed) as *mut Heap<S>;
-        free_owned(&mut *heap, page, block);
+        free_owned(heap, page, block);
     }
 }
 
@@ -124,7 +124,7 @@ unsafe fn free_generic<S: Os>(
                 check_double_free(arena, page, block);
             }
             let heap = pg.heap.load(Ordering::Relaxed) as *mut Heap<S>;
-            free_owned(&mut *heap, page, block);
+            free_owned(heap, page, block);
         } else {
             free_remote(arena, pg, block);
         }
@@ -170,7 +170,7 @@ unsafe fn retire_owned<S: Os + 'static>(page: *mut Page) {
     // SAFETY: the caller owns the page, so its heap pointer is our live heap.
     unsafe {
         let heap = (*page).heap.load(Ordering::Relaxed) as *mut Heap<S>;
-        retire(&mut *heap, page);
+        retire(heap, page);
     }
 }
 
@@ -179,7 +179,7 @@ unsafe fn retire_owned<S: Os + 'static>(page: *mut Page) {
 ///
 /// # Safety
 /// `page` belongs to `heap`, owned by the calling thread, and `block` is one of its used blocks.
-pub(crate) unsafe fn free_owned<S: Os>(heap: &mut Heap<S>, page: *mut Page, block: *mut Block) {
+pub(crate) unsafe fn free_owned<S: Os>(heap: *mut Heap<S>, page: *mut Page, block: *mut Block) {
     // SAFETY: per the contract.
     unsafe {
         (*page).push_local(block);
@@ -197,17 +197,20 @@ pub(crate) unsafe fn free_owned<S: Os>(heap: &mut Heap<S>, page: *mut Page, bloc
 /// # Safety
 /// Called by the thread owning `heap`.
 #[inline]
-pub(crate) unsafe fn drain_delayed<S: Os>(heap: &mut Heap<S>) {
-    if !heap.delayed.is_empty() {
-        // SAFETY: same contract.
-        unsafe { drain_delayed_list(heap) }
+pub(crate) unsafe fn drain_delayed<S: Os>(heap: *mut Heap<S>) {
+    // SAFETY: same contract; the heap is valid.
+    unsafe {
+        if !(*heap).delayed.is_empty() {
+            drain_delayed_list(heap)
+        }
     }
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn drain_delayed_list<S: Os>(heap: &mut Heap<S>) {
-    let mut block = heap.delayed.take_all() as *mut Block;
+unsafe fn drain_delayed_list<S: Os>(heap: *mut Heap<S>) {
+    // SAFETY: the caller's heap is valid.
+    let mut block = unsafe { (*heap).delayed.take_all() } as *mut Block;
     while !block.is_null() {
         // SAFETY: blocks on the delayed list are used blocks of our pages, pushed with plain
         // links by `free_remote`; after the take the list is ours alone.

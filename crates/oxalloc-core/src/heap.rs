@@ -59,6 +59,11 @@ pub struct Heap<S: Os + 'static> {
     pub(crate) counters: HeapCounters,
     /// Page refills since the heap last ran the arena's purge clock.
     pub(crate) refills: u32,
+    /// Whether some owned segment may hold dirty free page slots (`Segment::dirty_new` or
+    /// `dirty_old`), so the purge clock has work.
+    pub(crate) dirty_slots: bool,
+    /// When the heap's next purge epoch begins (the source's milliseconds).
+    pub(crate) next_purge_ms: u64,
 }
 
 /// What the registry's pool is made of: a heap, and beside it (outside the memory its owner
@@ -96,6 +101,8 @@ impl<S: Os + 'static> Heap<S> {
             segments: [const { List::new() }; 2],
             counters: HeapCounters::new(),
             refills: 0,
+            dirty_slots: false,
+            next_purge_ms: 0,
         }
     }
 

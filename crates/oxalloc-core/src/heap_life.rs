@@ -33,7 +33,7 @@ pub fn create<S: Os>(
 pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
     // SAFETY: per the contract, the heap is ours to tear down and then to retire.
     unsafe {
-        abandon(&mut *heap);
+        abandon(heap);
         registry.retire(heap);
     }
 }
@@ -43,12 +43,12 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
 ///
 /// # Safety
 /// Called once, by the owning thread, after which the heap is not used.
-unsafe fn abandon<S: Os>(heap: &mut Heap<S>) {
+unsafe fn abandon<S: Os>(heap: *mut Heap<S>) {
     // SAFETY: we own every page in our queues.
     unsafe {
         // 1. No remote thread may touch this heap once we are gone.
         for q in 0..=FULL {
-            let mut page = heap.pages.queues[q].first();
+            let mut page = (*heap).pages.queues[q].first();
             while !page.is_null() {
                 (*page).thread_free.set_state(delayed::NEVER);
                 page = PageQueue::next(page);
@@ -61,11 +61,11 @@ unsafe fn abandon<S: Os>(heap: &mut Heap<S>) {
         let mut chain: List<Segment, InOwnerList> = List::new();
         for q in 0..=FULL {
             loop {
-                let page = heap.pages.queues[q].first();
+                let page = (*heap).pages.queues[q].first();
                 if page.is_null() {
                     break;
                 }
-                heap.pages.remove(page);
+                (*heap).pages.remove(page);
                 collect(heap, page);
                 (*page).thread_free.set_state(delayed::NEVER);
                 if (*page).all_free() {
@@ -86,9 +86,9 @@ unsafe fn abandon<S: Os>(heap: &mut Heap<S>) {
             if seg.is_null() {
                 break;
             }
-            heap.arena.push_abandoned(seg);
+            (*heap).arena.push_abandoned(seg);
         }
-        debug_assert!(heap.segments.iter().all(|s| s.is_empty()));
-        heap.counters.flush(&heap.arena.counters);
+        debug_assert!((*heap).segments.iter().all(|s| s.is_empty()));
+        (*heap).counters.flush(&(*heap).arena.counters);
     }
 }

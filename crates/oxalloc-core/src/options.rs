@@ -44,6 +44,25 @@ pub mod source {
     pub const BRK: usize = 1;
 }
 
+/// `OXALLOC_PURGE` values.
+pub mod purge {
+    /// `MADV_DONTNEED`: the pages leave the resident set at once and read as zero afterwards.
+    pub const DONTNEED: usize = 0;
+    /// `MADV_FREE`: the kernel takes the pages when it needs memory; until then they stay
+    /// resident (and counted in RSS), and reusing them costs no page fault.
+    pub const FREE: usize = 1;
+}
+
+/// `OXALLOC_THP` values.
+pub mod thp {
+    /// Whatever the kernel's `transparent_hugepage/enabled` says.
+    pub const SYSTEM: usize = 0;
+    /// `MADV_HUGEPAGE` on every segment.
+    pub const ALWAYS: usize = 1;
+    /// `MADV_NOHUGEPAGE` on every segment.
+    pub const NEVER: usize = 2;
+}
+
 options! {
     Source = "SOURCE", source::MMAP, &[("mmap", source::MMAP), ("brk", source::BRK), ("sbrk", source::BRK)],
         "where memory comes from: `mmap`, or `brk` (the program break, grown in whole pages and shrunk when its top is free)";
@@ -54,7 +73,13 @@ options! {
     SpanCache = "SPAN_CACHE", 256, &[],
         "freed segments and huge blocks (up to 64 MiB each, 256 MiB in all) kept mapped for reuse before they are unmapped; 0 unmaps at once";
     PurgeDelay = "PURGE_DELAY", 50, &[],
-        "milliseconds a cached span stays resident before its pages are given back to the OS with `MADV_DONTNEED`";
+        "milliseconds freed memory (cached spans, free pages of live segments) stays resident before it is given back to the OS";
+    Purge = "PURGE", purge::DONTNEED, &[("dontneed", purge::DONTNEED), ("free", purge::FREE)],
+        "how memory is given back: `dontneed` (`MADV_DONTNEED`, RSS falls at once) or `free` (`MADV_FREE`, the kernel takes the pages only under memory pressure, so RSS stays up until then)";
+    DirtyMax = "DIRTY_MAX", 128 << 20, &[],
+        "bytes of freed spans the span cache keeps resident; past it the oldest are purged without waiting (`mallopt(M_TRIM_THRESHOLD, n)` sets it)";
+    Thp = "THP", thp::SYSTEM, &[("system", thp::SYSTEM), ("always", thp::ALWAYS), ("never", thp::NEVER)],
+        "transparent huge pages for segments: `system` (the kernel's setting), `always` (`MADV_HUGEPAGE`), `never` (`MADV_NOHUGEPAGE`)";
     ReportFile = "REPORT_FILE", 0, PATH,
         "append one JSON line of statistics per process at exit to this file (`oxalloc run` sets it); the value here is 1 when set";
 }

@@ -10,26 +10,31 @@ use crate::heap::{Heap, LIVE_SAMPLE_BYTES};
 use crate::os::Os;
 use crate::page::{Page, FLAG_IN_FULL};
 use crate::page_queue::PageQueue;
-use crate::segment::{Segment, SegmentKind};
+use crate::segment::{InOwnerList, Segment, SegmentKind};
 use crate::size_class::{bin_is_small, bin_size};
 use crate::thread_free::delayed;
+use crate::util::list::List;
 use crate::util::sync::Ordering;
 use core::ptr;
 
 /// A heap runs the arena's purge clock once every this many page refills.
 const REFILLS_PER_TICK: u32 = 32;
+/// Most abandoned segments with pending frees a heap reclaims per purge epoch.
+const RECLAIMS_PER_EPOCH: usize = 16;
 
 /// Collects a page's remote frees, ending the process if the list shows a double free.
 ///
 /// # Safety
 /// The calling thread owns `page`.
-pub(crate) unsafe fn collect<S: Os>(heap: &Heap<S>, page: *mut Page) {
-    // SAFETY: the caller guarantees ownership.
-    if let Err(block) = unsafe { (*page).collect() } {
-        heap.arena.os.fatal(
-            "free(): double free detected (block freed twice by other threads)",
-            block,
-        );
+pub(crate) unsafe fn collect<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
+    // SAFETY: the caller guarantees ownership of the page, and `heap` is valid.
+    unsafe {
+        if let Err(block) = (*page).collect() {
+            (*heap).arena.os.fatal(
+                "free(): double free detected (block freed twice by other threads)",
+                block,
+            );
+        }
     }
 }
 
@@ -40,7 +45,7 @@ pub(crate) unsafe fn collect<S: Os>(heap: &Heap<S>, page: *mut Page) {
 /// # Safety
 /// `page` belongs to `heap`, owned by the calling thread.
 #[inline(always)]
-pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the caller guarantees ownership, so we have exclusive access to the page.
     let page = unsafe { &mut *page };
     if !page.free.is_null() {
@@ -54,20 +59,23 @@ pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
             n => n,
         }
     };
-    let c = &mut heap.counters;
-    c.add_allocations(page.bin as usize, added as u64);
-    c.add_live(
-        page.used as i64 - page.used_accounted as i64,
-        page.block_size,
-    );
-    page.used_accounted = page.used;
-    page.publish();
-    if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
-        c.flush_live(&heap.arena.counters);
-    }
-    heap.refills = heap.refills.wrapping_add(1);
-    if heap.refills % REFILLS_PER_TICK == 0 {
-        heap.arena.tick();
+    // SAFETY: the caller's heap is valid and ours; no other reference to it is live.
+    unsafe {
+        let c = &mut (*heap).counters;
+        c.add_allocations(page.bin as usize, added as u64);
+        c.add_live(
+            page.used as i64 - page.used_accounted as i64,
+            page.block_size,
+        );
+        page.used_accounted = page.used;
+        page.publish();
+        if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
+            c.flush_live(&(*heap).arena.counters);
+        }
+        (*heap).refills = (*heap).refills.wrapping_add(1);
+        if (*heap).refills % REFILLS_PER_TICK == 0 {
+            purge_tick(heap);
+        }
     }
     #[cfg(feature = "debug-full")]
     // SAFETY: the caller owns the page.
@@ -76,16 +84,68 @@ pub(crate) unsafe fn refill<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
     };
 }
 
+/// The purge clock of a heap and of the arena under it, run every [`REFILLS_PER_TICK`] page
+/// refills: the arena purges cached spans past the delay, and once per purge epoch (the purge
+/// delay) the heap purges the free page slots of its segments that stayed free for a whole
+/// epoch. A slot freed and reused within the delay is never purged, so a workload that frees
+/// and reallocates pays nothing.
+///
+/// # Safety
+/// Called by the owning thread of the bound heap `heap`.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn purge_tick<S: Os>(heap: *mut Heap<S>) {
+    // SAFETY: the caller owns the heap and so its segments.
+    unsafe {
+        let arena = (*heap).arena;
+        arena.tick();
+        if !(*heap).dirty_slots && !arena.has_abandoned() {
+            return;
+        }
+        let now = arena.os.now_ms();
+        if now < (*heap).next_purge_ms {
+            return;
+        }
+        (*heap).next_purge_ms = now + crate::options::get(crate::options::Opt::PurgeDelay) as u64;
+        // Segments of exited threads that got frees since: reclaimed, which releases their
+        // empty pages (and the segment when nothing is left in it).
+        for _ in 0..RECLAIMS_PER_EPOCH {
+            let Some(seg) = arena.pop_abandoned_with_frees() else {
+                break;
+            };
+            reclaim(heap, seg);
+        }
+        let mut dirty = false;
+        for k in 0..2 {
+            let mut seg = (*heap).segments[k].first();
+            while !seg.is_null() {
+                let due = (*seg).dirty_old;
+                if due != 0 {
+                    arena.purge_slots(seg, due);
+                }
+                (*seg).dirty_old = (*seg).dirty_new;
+                (*seg).dirty_new = 0;
+                dirty |= (*seg).dirty_old != 0;
+                seg = List::<Segment, InOwnerList>::next(seg);
+            }
+        }
+        (*heap).dirty_slots = dirty;
+    }
+}
+
 /// Finds a page of `bin` with a free block, taking a fresh one if none has room. Returns null
 /// when the system is out of memory.
 ///
 /// # Safety
 /// Called by the owning thread on a bound heap.
-pub(crate) unsafe fn find_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Page {
-    debug_assert!(!heap.is_sentinel());
-    let mut page = heap.pages.queues[bin].first();
+pub(crate) unsafe fn find_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
+    // SAFETY: the caller's heap is valid and bound.
+    let mut page = unsafe {
+        debug_assert!(!(*heap).is_sentinel());
+        (*heap).pages.queues[bin].first()
+    };
     while !page.is_null() {
-        // SAFETY: pages in our queues are ours.
+        // SAFETY: the heap is ours, and so are the pages in its queues.
         unsafe {
             let next = PageQueue::next(page);
             refill(heap, page);
@@ -100,16 +160,16 @@ pub(crate) unsafe fn find_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Pa
                 if announced {
                     (*page).thread_free.set_state(delayed::NORMAL);
                 }
-                if page != heap.pages.queues[bin].first() {
+                if page != (*heap).pages.queues[bin].first() {
                     // Pages before it went to the full queue (or it was further back): it
                     // becomes the bin's first page, which the direct table points at.
-                    heap.pages.remove(page);
-                    heap.pages.push_front(page);
+                    (*heap).pages.remove(page);
+                    (*heap).pages.push_front(page);
                 }
                 debug_full_check(heap);
                 return page;
             }
-            heap.pages.move_to_full(page);
+            (*heap).pages.move_to_full(page);
             page = next;
         }
     }
@@ -120,7 +180,7 @@ pub(crate) unsafe fn find_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Pa
 }
 
 /// Takes a page slot from an owned, reclaimed or new segment and starts it for `bin`.
-unsafe fn fresh_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Page {
+unsafe fn fresh_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
     let kind = if bin_is_small(bin) {
         SegmentKind::Small
     } else {
@@ -138,17 +198,15 @@ unsafe fn fresh_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Page {
             .expect("segment in free list has a free slot");
         let (start, end) = (*seg).page_area(index);
         let page = &mut (*seg).pages[index] as *mut Page;
-        let key = heap.key ^ (page as usize).rotate_left(17);
+        let key = (*heap).key ^ (page as usize).rotate_left(17);
         let zeroed = (*seg).take_slot_zeroed(index);
         (*page).init(bin, bin_size(bin), start, end, key, zeroed);
-        (*page)
-            .heap
-            .store(heap as *mut Heap<S> as usize, Ordering::Release);
+        (*page).heap.store(heap as usize, Ordering::Release);
         (*seg).used_pages += 1;
         if (*seg).used_pages == (*seg).page_count {
             owned_segment_remove(heap, seg);
         }
-        heap.pages.push_front(page);
+        (*heap).pages.push_front(page);
         refill(heap, page);
         page
     }
@@ -156,39 +214,39 @@ unsafe fn fresh_page<S: Os>(heap: &mut Heap<S>, bin: usize) -> *mut Page {
 
 /// An owned segment of `kind` with a free page slot: from our list, else an abandoned one,
 /// else a new one. Null when out of memory.
-unsafe fn segment_with_free_slot<S: Os>(heap: &mut Heap<S>, kind: SegmentKind) -> *mut Segment {
+unsafe fn segment_with_free_slot<S: Os>(heap: *mut Heap<S>, kind: SegmentKind) -> *mut Segment {
     let k = kind as usize;
-    if !heap.segments[k].is_empty() {
-        return heap.segments[k].first();
-    }
-    while let Some(seg) = heap.arena.pop_abandoned() {
-        // SAFETY: the abandoned list hands the segment to us alone.
-        unsafe { reclaim(heap, seg) };
-        if !heap.segments[k].is_empty() {
-            return heap.segments[k].first();
-        }
-    }
-    let seg = heap.arena.alloc_segment(kind);
-    if seg.is_null() {
-        return seg;
-    }
-    // SAFETY: the segment is new and ours.
+    // SAFETY: the caller's heap is valid and ours; the abandoned list hands a segment to us
+    // alone, and a new segment is ours.
     unsafe {
-        (*seg).thread_id.store(heap.thread_id, Ordering::Release);
+        if !(*heap).segments[k].is_empty() {
+            return (*heap).segments[k].first();
+        }
+        while let Some(seg) = (*heap).arena.pop_abandoned() {
+            reclaim(heap, seg);
+            if !(*heap).segments[k].is_empty() {
+                return (*heap).segments[k].first();
+            }
+        }
+        let seg = (*heap).arena.alloc_segment(kind);
+        if seg.is_null() {
+            return seg;
+        }
+        (*seg).thread_id.store((*heap).thread_id, Ordering::Release);
         owned_segment_add(heap, seg);
+        seg
     }
-    seg
 }
 
 /// Adds an owned segment to the heap's list of segments with free slots.
 ///
 /// # Safety
 /// `seg` is owned by `heap` and not in the list.
-pub(crate) unsafe fn owned_segment_add<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
+pub(crate) unsafe fn owned_segment_add<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
     // SAFETY: per the contract.
     unsafe {
         debug_assert!(!(*seg).in_heap_list);
-        heap.segments[(*seg).kind as usize].push_front(seg);
+        (*heap).segments[(*seg).kind as usize].push_front(seg);
         (*seg).in_heap_list = true;
     }
 }
@@ -197,11 +255,11 @@ pub(crate) unsafe fn owned_segment_add<S: Os>(heap: &mut Heap<S>, seg: *mut Segm
 ///
 /// # Safety
 /// `seg` is owned by `heap`.
-pub(crate) unsafe fn owned_segment_remove<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
+pub(crate) unsafe fn owned_segment_remove<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
     // SAFETY: per the contract; the flag says whether it is in the list.
     unsafe {
         if (*seg).in_heap_list {
-            heap.segments[(*seg).kind as usize].remove(seg);
+            (*heap).segments[(*seg).kind as usize].remove(seg);
             (*seg).in_heap_list = false;
         }
     }
@@ -212,14 +270,16 @@ pub(crate) unsafe fn owned_segment_remove<S: Os>(heap: &mut Heap<S>, seg: *mut S
 ///
 /// # Safety
 /// `page` belongs to `heap`, owned by the calling thread.
-pub(crate) unsafe fn release_page<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the page is ours and unlinked; its segment is ours.
     unsafe {
         let p = &mut *page;
         // Blocks still on `free` were counted as allocations in advance: take them back.
-        heap.counters
+        (*heap)
+            .counters
             .add_allocations(p.bin as usize, (p.free_len() as u64).wrapping_neg());
-        heap.counters
+        (*heap)
+            .counters
             .add_live(-(p.used_accounted as i64), p.block_size);
         p.used_accounted = 0;
         p.thread_free.set_state(delayed::NEVER);
@@ -231,9 +291,12 @@ pub(crate) unsafe fn release_page<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
         (*seg).used_pages -= 1;
         if (*seg).used_pages == 0 {
             owned_segment_remove(heap, seg);
-            heap.arena.free_segment(seg);
-        } else if !(*seg).in_heap_list && (*seg).thread_id.load(Ordering::Relaxed) == heap.thread_id
-        {
+            (*heap).arena.free_segment(seg);
+            return;
+        }
+        (*seg).slot_freed((*seg).slot_index(page));
+        (*heap).dirty_slots = true;
+        if !(*seg).in_heap_list && (*seg).thread_id.load(Ordering::Relaxed) == (*heap).thread_id {
             owned_segment_add(heap, seg);
         }
     }
@@ -244,16 +307,16 @@ pub(crate) unsafe fn release_page<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
 ///
 /// # Safety
 /// `page` belongs to `heap`, owned by the calling thread.
-pub(crate) unsafe fn retire<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+pub(crate) unsafe fn retire<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the page is ours.
     unsafe {
         let bin = (*page).bin as usize;
         let in_full = (*page).flags & FLAG_IN_FULL != 0;
-        let q = &heap.pages.queues[bin];
+        let q = &(*heap).pages.queues[bin];
         if !in_full && q.first() == page && q.last() == page {
             return;
         }
-        heap.pages.remove(page);
+        (*heap).pages.remove(page);
         release_page(heap, page);
     }
     debug_full_check(heap);
@@ -263,10 +326,10 @@ pub(crate) unsafe fn retire<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
 ///
 /// # Safety
 /// `page` belongs to `heap` and is in its full queue.
-pub(crate) unsafe fn unfull<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
+pub(crate) unsafe fn unfull<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the page is ours and in the full queue.
     unsafe {
-        heap.pages.move_from_full(page);
+        (*heap).pages.move_from_full(page);
         (*page).thread_free.set_state(delayed::NORMAL);
     }
 }
@@ -275,12 +338,12 @@ pub(crate) unsafe fn unfull<S: Os>(heap: &mut Heap<S>, page: *mut Page) {
 ///
 /// # Safety
 /// The arena's abandoned list handed `seg` to the calling thread, which owns `heap`.
-pub(crate) unsafe fn reclaim<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
+pub(crate) unsafe fn reclaim<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
     // SAFETY: the segment was handed to us by the abandoned list, so nobody else owns it.
     unsafe {
-        (*seg).thread_id.store(heap.thread_id, Ordering::Release);
+        (*seg).thread_id.store((*heap).thread_id, Ordering::Release);
         (*seg).in_heap_list = false;
-        let me = heap as *mut Heap<S> as usize;
+        let me = heap as usize;
         // Keep the segment alive while its pages are released one by one.
         let pages = (*seg).page_count;
         let mut used_pages = (*seg).used_pages;
@@ -305,13 +368,18 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
                     break; // the segment itself was released
                 }
             } else {
-                heap.counters
+                (*heap)
+                    .counters
                     .add_live((*page).used as i64, (*page).block_size);
                 (*page).used_accounted = (*page).used;
-                heap.pages.push_back(page);
+                (*heap).pages.push_back(page);
             }
         }
-        heap.arena
+        if (*seg).dirty_new | (*seg).dirty_old != 0 {
+            (*heap).dirty_slots = true;
+        }
+        (*heap)
+            .arena
             .counters
             .reclaimed
             .fetch_add(1, Ordering::Relaxed);
@@ -322,10 +390,11 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: &mut Heap<S>, seg: *mut Segment) {
 /// Validates the whole heap after a slow-path step (the `debug-full` feature); nothing otherwise.
 /// Only ever called by the heap's owner, from this module's functions.
 #[inline(always)]
-fn debug_full_check<S: Os>(_heap: &Heap<S>) {
+fn debug_full_check<S: Os>(_heap: *mut Heap<S>) {
     #[cfg(feature = "debug-full")]
-    // SAFETY: every caller in this module runs on the heap's owning thread.
+    // SAFETY: every caller in this module runs on the heap's owning thread, and holds no
+    // reference into the heap across the call.
     unsafe {
-        crate::validate::check_heap(_heap)
+        crate::validate::check_heap(&*_heap)
     };
 }

@@ -86,6 +86,12 @@ pub struct Segment {
     pub zeroed: bool,
     /// Bit `i` set once page slot `i` has held blocks since the memory was zeroed.
     pub used_since_zeroed: u64,
+    /// Free page slots whose memory is still resident, freed during the owner's current purge
+    /// epoch (see `page_life::purge_tick`). Invariant: `dirty_new & dirty_old == 0`, and a set
+    /// bit names a slot that is not assigned and has `used_since_zeroed` set.
+    pub dirty_new: u64,
+    /// Free, resident page slots that have waited out a whole purge epoch: purged at the next.
+    pub dirty_old: u64,
     /// Set while the segment is in its heap's list of segments with free page slots.
     pub in_heap_list: bool,
     /// Page slots in this segment.
@@ -179,6 +185,8 @@ impl Segment {
             ptr::addr_of_mut!((*seg).kind).write(kind);
             ptr::addr_of_mut!((*seg).zeroed).write(zeroed);
             ptr::addr_of_mut!((*seg).used_since_zeroed).write(0);
+            ptr::addr_of_mut!((*seg).dirty_new).write(0);
+            ptr::addr_of_mut!((*seg).dirty_old).write(0);
             ptr::addr_of_mut!((*seg).in_heap_list).write(false);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
             ptr::addr_of_mut!((*seg).used_pages).write(0);
@@ -209,12 +217,58 @@ impl Segment {
         (start as *mut u8, end)
     }
 
-    /// Marks page slot `index` as used and says whether its memory still reads as zero.
+    /// Marks page slot `index` as used and says whether its memory still reads as zero. A
+    /// slot waiting to be purged is reused as it is (no purge, no fault).
     pub fn take_slot_zeroed(&mut self, index: usize) -> bool {
         let bit = 1u64 << index;
         let zeroed = self.zeroed && self.used_since_zeroed & bit == 0;
         self.used_since_zeroed |= bit;
+        self.dirty_new &= !bit;
+        self.dirty_old &= !bit;
         zeroed
+    }
+
+    /// Records that page slot `index` was just freed with its memory resident: it is purged
+    /// once it has stayed free for a whole purge epoch.
+    pub fn slot_freed(&mut self, index: usize) {
+        let bit = 1u64 << index;
+        debug_assert!(!self.pages[index].assigned);
+        if self.used_since_zeroed & bit != 0 {
+            self.dirty_new |= bit;
+            self.dirty_old &= !bit;
+        }
+    }
+
+    /// The free page slots that have held blocks since the memory was last zeroed.
+    pub fn free_used_slots(&self) -> u64 {
+        (0..self.page_count)
+            .filter(|&i| !self.pages[i].assigned)
+            .fold(0, |m, i| m | 1 << i)
+            & self.used_since_zeroed
+    }
+
+    /// Index of the page slot whose metadata is at `page`.
+    pub fn slot_index(&self, page: *const Page) -> usize {
+        let first = self.pages.as_ptr();
+        let i = (page as usize - first as usize) / core::mem::size_of::<Page>();
+        debug_assert!(i < self.page_count && ptr::eq(&self.pages[i], page));
+        i
+    }
+
+    /// The bytes of the page slots in `mask` as runs of adjacent slots, OS-page aligned (the
+    /// first slot's area starts after the header): what purging `mask` gives back.
+    pub fn slot_runs(&self, mut mask: u64, mut f: impl FnMut(usize, usize)) {
+        while mask != 0 {
+            let first = mask.trailing_zeros() as usize;
+            let len = (!(mask >> first)).trailing_zeros() as usize;
+            let (start, _) = self.page_area(first);
+            let (_, end) = self.page_area(first + len - 1);
+            let start = align_up(start as usize, OS_PAGE);
+            if end > start {
+                f(start, end - start);
+            }
+            mask &= !(((1u128 << (first + len)) - 1) as u64);
+        }
     }
 
     /// A free page slot, if any.

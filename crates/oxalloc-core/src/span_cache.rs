@@ -20,8 +20,6 @@ pub const CACHE_MAX: usize = 256;
 pub const CACHE_BYTES_MAX: usize = 256 << 20;
 /// Spans larger than this are unmapped at once rather than cached.
 pub const CACHE_SPAN_MAX: usize = 64 << 20;
-/// Most bytes of dirty (resident) spans: past this the oldest are purged without waiting.
-pub const CACHE_DIRTY_MAX: usize = 128 << 20;
 
 /// A cached span.
 #[derive(Clone, Copy, Debug)]
@@ -145,11 +143,11 @@ impl SpanCache {
     }
 
     /// Takes out the oldest span still dirty after `delay` milliseconds (or at once while more
-    /// than [`CACHE_DIRTY_MAX`] bytes are dirty). The caller purges its pages outside the lock
+    /// than `dirty_max` bytes are dirty). The caller purges its pages outside the lock
     /// (nobody can take the span meanwhile) and puts it back with [`SpanCache::insert`], marked
     /// purged.
-    pub fn take_due(&mut self, now: u64, delay: u64) -> Option<Span> {
-        let over = self.dirty > CACHE_DIRTY_MAX;
+    pub fn take_due(&mut self, now: u64, delay: u64, dirty_max: usize) -> Option<Span> {
+        let over = self.dirty > dirty_max;
         let i = self.spans[..self.len].iter().position(|s| !s.purged)?;
         if !over && now.saturating_sub(self.spans[i].freed_at) < delay {
             return None;
@@ -188,6 +186,9 @@ mod tests {
         }
     }
 
+    /// The dirty limit the tests use (the option's default).
+    const DIRTY: usize = 128 << 20;
+
     fn span(ptr: usize, size: usize, at: u64) -> Span {
         Span {
             ptr,
@@ -224,10 +225,10 @@ mod tests {
         assert_eq!(old.ptr, 1 << 22);
         assert!(c.evict_over(3).is_none());
         // At time 25 with a delay of 10, only the span freed at 10 is due.
-        let mut due = c.take_due(25, 10).unwrap();
+        let mut due = c.take_due(25, 10, DIRTY).unwrap();
         assert_eq!(due.ptr, 2 << 22);
         assert!(
-            c.take_due(25, 10).is_none(),
+            c.take_due(25, 10, DIRTY).is_none(),
             "the span freed at 20 is too young"
         );
         due.purged = true;
@@ -237,9 +238,9 @@ mod tests {
             2 << 22,
             "a purged span goes back in its place"
         );
-        assert_eq!(c.take_due(100, 10).map(|s| s.ptr), Some(3 << 22));
-        assert_eq!(c.take_due(100, 10).map(|s| s.ptr), Some(9 << 22));
-        assert!(c.take_due(100, 10).is_none());
+        assert_eq!(c.take_due(100, 10, DIRTY).map(|s| s.ptr), Some(3 << 22));
+        assert_eq!(c.take_due(100, 10, DIRTY).map(|s| s.ptr), Some(9 << 22));
+        assert!(c.take_due(100, 10, DIRTY).is_none());
         while c.pop().is_some() {}
         assert!(c.is_empty() && c.bytes() == 0 && c.dirty_bytes() == 0);
     }
@@ -251,8 +252,8 @@ mod tests {
             assert!(c.insert(span((i + 1) << 26, 16 << 20, 0), 16).is_none());
         }
         assert_eq!(c.dirty_bytes(), 144 << 20);
-        assert_eq!(c.take_due(0, 1000).map(|s| s.ptr), Some(1 << 26));
-        assert_eq!(c.dirty_bytes(), CACHE_DIRTY_MAX);
-        assert!(c.take_due(0, 1000).is_none(), "back under the limit");
+        assert_eq!(c.take_due(0, 1000, DIRTY).map(|s| s.ptr), Some(1 << 26));
+        assert_eq!(c.dirty_bytes(), DIRTY);
+        assert!(c.take_due(0, 1000, DIRTY).is_none(), "back under the limit");
     }
 }

@@ -105,6 +105,33 @@ impl Mmap {
         unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) == 0 }
     }
 
+    /// Lets the kernel take the physical pages of a range when it needs memory (`MADV_FREE`);
+    /// until then they stay resident and keep their contents, so the range does not read as
+    /// zero. Falls back to [`Mmap::purge`] (and says the range is zeroed) on kernels without it.
+    ///
+    /// # Safety
+    /// The range is mapped and holds nothing needed.
+    pub unsafe fn purge_lazily(ptr: NonNull<u8>, size: usize) -> bool {
+        // SAFETY: per the contract.
+        if unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_FREE) } == 0 {
+            return false;
+        }
+        // SAFETY: per the contract.
+        unsafe { Self::purge(ptr, size) }
+    }
+
+    /// Asks for transparent huge pages on a range (`on`), or for none.
+    pub fn advise_huge_pages(ptr: NonNull<u8>, size: usize, on: bool) {
+        let advice = if on {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: advice on a mapping we own changes no contents; a failure only means the
+        // kernel has no THP support, which leaves the range as it was.
+        unsafe { libc::madvise(ptr.as_ptr().cast(), size, advice) };
+    }
+
     /// Moves a mapping's pages to a fresh `align`-aligned range of `new` bytes without copying.
     ///
     /// # Safety
@@ -151,4 +178,35 @@ impl Default for Mmap {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Counts the resident 4 KiB pages of `start..start + len` (page-aligned) with `mincore`,
+/// calling `per_page(i, resident)` for each page `i` of the range; returns false if the kernel
+/// refused (the range is not mapped). Nothing is allocated: the kernel's answer goes through a
+/// fixed buffer on the stack, 1024 pages at a time.
+pub fn for_each_resident(start: usize, len: usize, mut per_page: impl FnMut(usize, bool)) -> bool {
+    const CHUNK: usize = 1024;
+    let mut vec = [0u8; CHUNK];
+    let pages = len / 4096;
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(CHUNK);
+        // SAFETY: `vec` has room for `n` entries; mincore only reads the page tables of the
+        // range, which fails cleanly (ENOMEM) if the range is not mapped.
+        let r = unsafe {
+            libc::mincore(
+                (start + done * 4096) as *mut libc::c_void,
+                n * 4096,
+                vec.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return false;
+        }
+        for (i, v) in vec[..n].iter().enumerate() {
+            per_page(done + i, v & 1 != 0);
+        }
+        done += n;
+    }
+    true
 }

@@ -5,7 +5,11 @@ use crate::mmap::Mmap;
 use crate::sys;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
-use oxalloc_core::options::{self, source, Opt};
+use oxalloc_core::options::{self, purge, source, thp, Opt};
+
+/// The transparent huge page size on x86-64 and most aarch64 kernels: mappings aligned to it
+/// (segments) are the ones THP advice is given for.
+const HUGE_PAGE: usize = 2 << 20;
 use oxalloc_core::os::{Mapping, Os};
 
 /// The memory source oxalloc runs on.
@@ -62,7 +66,13 @@ unsafe impl Os for OsSource {
                 );
             }
         }
-        self.mmap.map(size, align)
+        let m = self.mmap.map(size, align)?;
+        match options::get(Opt::Thp) {
+            thp::ALWAYS if align >= HUGE_PAGE => Mmap::advise_huge_pages(m.ptr, size, true),
+            thp::NEVER if align >= HUGE_PAGE => Mmap::advise_huge_pages(m.ptr, size, false),
+            _ => {}
+        }
+        Some(m)
     }
 
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
@@ -80,8 +90,15 @@ unsafe impl Os for OsSource {
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) -> bool {
         let _keep = sys::ErrnoGuard::new();
         // SAFETY: per the trait contract. MADV_DONTNEED on private anonymous memory (mmap'd or
-        // from the break) makes the range read as zero.
-        unsafe { Mmap::purge(ptr, size) }
+        // from the break) makes the range read as zero; MADV_FREE leaves it as it is until the
+        // kernel takes the pages.
+        unsafe {
+            if options::get(Opt::Purge) == purge::FREE {
+                Mmap::purge_lazily(ptr, size)
+            } else {
+                Mmap::purge(ptr, size)
+            }
+        }
     }
 
     unsafe fn remap_in_place(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {

@@ -78,7 +78,7 @@ pub fn sentinel() -> *mut ThreadHeap {
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     // SAFETY: `current()` is this thread's heap (or the sentinel, which only reads).
-    unsafe { core_alloc::malloc(&mut *thread::current(), size) }
+    unsafe { core_alloc::malloc(thread::current(), size) }
 }
 
 /// The malloc fast path alone: null when the slow path is needed (see [`malloc_slow`]).
@@ -88,7 +88,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { core_alloc::malloc_fast(&mut *thread::current(), size) }
+    unsafe { core_alloc::malloc_fast(thread::current(), size) }
 }
 
 /// The malloc slow path (binding the thread, refilling pages, huge blocks).
@@ -99,7 +99,7 @@ pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
 #[cold]
 pub unsafe fn malloc_slow(size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { core_alloc::malloc_slow(&mut *thread::current(), size) }
+    unsafe { core_alloc::malloc_slow(thread::current(), size) }
 }
 
 /// Frees a block from [`malloc`] and friends; null is ignored. Invalid and double frees that can
@@ -119,7 +119,7 @@ pub unsafe fn free(p: *mut u8) {
 /// As for [`malloc`].
 pub unsafe fn malloc_zeroed(size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { core_alloc::malloc_zeroed(&mut *thread::current(), size) }
+    unsafe { core_alloc::malloc_zeroed(thread::current(), size) }
 }
 
 /// Allocates `size` bytes aligned to `align`, a power of two of at most 2 MiB; zeroed if
@@ -129,7 +129,7 @@ pub unsafe fn malloc_zeroed(size: usize) -> *mut u8 {
 /// As for [`malloc`]; `align` is a power of two.
 pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { core_alloc::malloc_aligned(&mut *thread::current(), size, align, zero) }
+    unsafe { core_alloc::malloc_aligned(thread::current(), size, align, zero) }
 }
 
 /// Resizes a block, keeping its contents; in place when possible. Null on failure, with the
@@ -139,7 +139,7 @@ pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// `p` is null or a live block from this allocator.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`, and per the contract.
-    unsafe { core_alloc::realloc(&mut *thread::current(), p, size) }
+    unsafe { core_alloc::realloc(thread::current(), p, size) }
 }
 
 /// Bytes usable in the block at `p` (at least the size asked for, all writable).
@@ -198,10 +198,7 @@ pub fn heap_visit(blocks: bool, mut f: impl FnMut(Visit<'_>) -> bool) -> bool {
 pub fn trim() -> usize {
     let own = thread::current();
     // SAFETY: `own` is the calling thread's heap (or the sentinel, which is skipped).
-    unsafe {
-        let own = (own != sentinel()).then(|| &mut *own);
-        oxalloc_core::collect::collect(own, &ARENA)
-    }
+    unsafe { oxalloc_core::collect::collect((own != sentinel()).then_some(own), &ARENA) }
 }
 
 /// oxalloc as Rust's global allocator.

@@ -35,6 +35,16 @@ static int passed, failed;
         else { failed++; printf("FAIL %s (line %d)\n", name, __LINE__); }       \
     } while (0)
 
+/* Resident set size in KiB, from /proc/self/statm. */
+static long rss_kib(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = -1;
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 static int all_bytes(const void *p, int v, size_t n) {
     const unsigned char *c = p;
     for (size_t i = 0; i < n; i++) if (c[i] != (unsigned char)v) return 0;
@@ -278,6 +288,15 @@ int main(void) {
     free(hold);
     CHECK("malloc_trim_returns", malloc_trim(0) >= 0);
     CHECK("mallopt_known_param", mallopt(M_ARENA_MAX, 1) == 1 && mallopt(12345, 1) == 0);
+    /* M_TRIM_THRESHOLD 0: a freed 32 MiB block leaves the resident set at once, no trim. */
+    CHECK("mallopt_trim_threshold", mallopt(M_TRIM_THRESHOLD, 0) == 1 && mallopt(M_TRIM_THRESHOLD, -1) == 0);
+    char *big = malloc(32 << 20);
+    memset(big, 1, 32 << 20);
+    long rss_full = rss_kib();
+    free(big);
+    long rss_freed = rss_kib();
+    CHECK("mallopt_trim_threshold_purges_at_once", rss_full - rss_freed > 24 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     char *info = NULL;
     size_t info_len = 0;
     FILE *inf = open_memstream(&info, &info_len);
