@@ -9,11 +9,13 @@
 # tests listed in MIRI_HEAP_TESTS. Left out:
 # - tests too slow under Miri (more than 2 minutes each: the exhaustive size-class round trip,
 #   the tests that allocate hundreds of MiB or run hundreds of thousands of steps);
-# - tests that Miri finds undefined behaviour in, which is not fixed yet: the heap's owner holds
-#   `&mut Heap` while a free that reaches the heap through a page's heap pointer makes a second
-#   `&mut` (realloc's free, the aligned and huge tests), and another thread's snapshot or free
-#   touches a heap or segment its owner holds as `&mut` (the multi-threaded tests). Making the
-#   heap API take raw pointers (or shared references with interior mutability) is the fix.
+# - the other heap tests: abandoned_segments_are_reclaimed and heap_walk_is_exact_for_the_owner
+#   each ran for more than ten minutes under Miri on a 2-core machine without finishing, and
+#   the multi-threaded ones, the huge-block ones and the purge-clock ones have not been run to
+#   the end; whether they are free of undefined behaviour is not known yet.
+# The heap API takes raw heap pointers (no `&mut Heap` is held while a free reaches the same heap
+# through a page's heap pointer); that aliasing was the undefined behaviour Miri found in
+# realloc and in aligned frees, which now run here.
 # MIRI_HEAP_TESTS="..." changes the list; MIRI_ALL=1 runs every test.
 # MIRIFLAGS defaults:
 #   -Zmiri-ignore-leaks           the tests leak their allocator and its region on purpose
@@ -34,7 +36,7 @@ say "the leaf and page-level unit tests"
 cargo +nightly miri test -p oxalloc-core --lib -- util:: page:: page_queue:: segment:: span_cache:: stats:: \
     options:: size_class::tests::small_pages_hold_at_least_eight_blocks \
     || fail "Miri on the core's module tests"
-heap_tests=${MIRI_HEAP_TESTS-tests::double_free_is_detected tests::foreign_pointer_is_detected tests::interior_pointer_is_detected}
+heap_tests=${MIRI_HEAP_TESTS-tests::double_free_is_detected tests::foreign_pointer_is_detected tests::interior_pointer_is_detected tests::realloc_keeps_contents_across_classes tests::aligned_blocks_are_aligned_and_freeable}
 for t in $heap_tests; do
     say "$t"
     cargo +nightly miri test -p oxalloc-core --lib -- --exact "$t" || fail "Miri on $t"
