@@ -1,5 +1,7 @@
 //! Memory given back, read from /proc/self/status (VmRSS): the scenarios of a program that frees
-//! what it allocated, on one thread and across threads that exit, and then calls malloc_trim.
+//! what it allocated, on one thread and across threads that exit, and then calls malloc_trim or
+//! only keeps making small allocations (the purge clock); and phases of growth and shrinking
+//! that must not ratchet.
 //! One test function, run alone in its own binary: RSS is the whole process's.
 
 use std::sync::mpsc;
@@ -107,27 +109,80 @@ fn trim_returns_what_was_freed() {
     //    the purge delay (50 ms) although the program never leaves its pages.
     let blocks: Vec<Vec<u8>> = (0..64 * 1024).map(|_| vec![4u8; 4000]).collect();
     drop(blocks);
-    let t0 = std::time::Instant::now();
-    let mut ring: Vec<Option<Box<[u8; 32]>>> = (0..64).map(|_| None).collect();
-    let mut k = 0usize;
-    let back = loop {
-        for _ in 0..10_000 {
-            ring[k % 64] = Some(Box::new([k as u8; 32]));
-            k += 1;
+    small_allocations_until_back(start, "256 MiB freed");
+
+    // 6. Without trim: scenario 1 again, one 1 KiB block kept per 4 MiB. The free pages of the
+    //    live segments are purged by the heap's purge clock.
+    let mut blocks: Vec<Vec<u8>> = (0..400 * 1024).map(|_| vec![1u8; 1000]).collect();
+    let kept: Vec<Vec<u8>> = blocks
+        .iter_mut()
+        .step_by(4096)
+        .map(std::mem::take)
+        .collect();
+    drop(blocks);
+    small_allocations_until_back(start, "one live block per 4 MiB kept, no trim");
+    drop(kept);
+
+    // 7. Without trim: 512 MiB from 2 threads that exit, freed here. The purge clock reclaims
+    //    the abandoned segments that got frees, which releases them.
+    let (tx, rx) = mpsc::channel::<Vec<Box<[u8; 64]>>>();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let v: Vec<_> = (0..(256 * MIB / 64)).map(|_| Box::new([5u8; 64])).collect();
+                tx.send(v).unwrap();
+            })
+        })
+        .collect();
+    drop(tx);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let all: Vec<_> = rx.iter().collect();
+    drop(all);
+    small_allocations_until_back(start, "512 MiB from 2 exited threads freed, no trim");
+
+    // 8. Phases of growth and shrinking do not ratchet: each phase allocates 192 MiB of mixed
+    //    sizes, frees every other block, allocates again and frees everything.
+    let mut peaks = Vec::new();
+    let mut lows = Vec::new();
+    for phase in 0..5u64 {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ phase;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut v: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        while bytes < 192 * MIB {
+            let n = 16 + (next() % 4080) as usize;
+            v.push(vec![phase as u8; n]);
+            bytes += n;
         }
-        if rss() < start + 16 * MIB {
-            break Some(t0.elapsed());
+        let mut i = 0;
+        v.retain(|_| {
+            i += 1;
+            i % 2 == 0
+        });
+        for _ in 0..v.len() {
+            let n = 16 + (next() % 4080) as usize;
+            v.push(vec![phase as u8; n]);
         }
-        if t0.elapsed() > std::time::Duration::from_secs(2) {
-            break None;
-        }
-    };
+        peaks.push(rss());
+        drop(v);
+        oxalloc::trim();
+        lows.push(rss());
+    }
+    let mib = |v: &[usize]| v.iter().map(|r| r / MIB).collect::<Vec<_>>();
     assert!(
-        back.is_some(),
-        "256 MiB freed, 2 s of small allocations: RSS still {} MiB over the start",
-        rss().saturating_sub(start) / MIB
+        peaks[4] <= peaks[0] + peaks[0] / 10 && lows[4] <= lows[0] + 8 * MIB,
+        "phases ratchet: peaks {:?} MiB, after each phase {:?} MiB",
+        mib(&peaks),
+        mib(&lows)
     );
-    drop(ring);
 
     // 5. Huge blocks: freed and trimmed, their spans go back.
     let mut big: Vec<Vec<u8>> = (0..20).map(|i| vec![0u8; (5 + i) * MIB]).collect();
@@ -142,4 +197,26 @@ fn trim_returns_what_was_freed() {
         "huge blocks freed and trimmed: RSS {} MiB over the start",
         (after.saturating_sub(start)) / MIB
     );
+}
+
+/// Small allocations only (they stay in pages the heap has) for up to 2 s, until RSS is back
+/// within 16 MiB of `start`: what the purge clock gives back without `malloc_trim`.
+fn small_allocations_until_back(start: usize, what: &str) {
+    let t0 = std::time::Instant::now();
+    let mut ring: Vec<Option<Box<[u8; 32]>>> = (0..64).map(|_| None).collect();
+    let mut k = 0usize;
+    loop {
+        for _ in 0..10_000 {
+            ring[k % 64] = Some(Box::new([k as u8; 32]));
+            k += 1;
+        }
+        if rss() < start + 16 * MIB {
+            return;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "{what}, 2 s of small allocations: RSS still {} MiB over the start",
+            rss().saturating_sub(start) / MIB
+        );
+    }
 }
