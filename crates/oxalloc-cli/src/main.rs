@@ -2,11 +2,17 @@
 //!
 //! - `oxalloc run [--] CMD ARGS...` runs a program with liboxalloc preloaded and, when it exits,
 //!   prints a report: allocations, frees, peak live bytes, peak mapped bytes, peak RSS and a
-//!   size-class histogram, summed over every process the program started.
+//!   size-class histogram, summed over every process the program started; while it runs, the
+//!   command samples live, mapped and resident bytes every 5 ms (`sample`), and each process
+//!   writes heap maps at its peak and at exit (`heapmap`). `--report FILE.html` writes all of it
+//!   as one self-contained HTML page (`html`).
 //! - `oxalloc run` with no command runs a built-in demo workload, so it works anywhere.
 
 mod demo;
+mod heapmap;
+mod html;
 mod report;
+mod sample;
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -31,6 +37,9 @@ enum Cmd {
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also write the report as one self-contained HTML file (timelines, heap maps).
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
         /// Path of liboxalloc.so (default: next to this executable, or $OXALLOC_LIB).
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
@@ -73,33 +82,80 @@ fn find_library(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
         })
 }
 
-fn run(json: bool, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result<ExitCode, String> {
+/// The library's clock (`CLOCK_MONOTONIC_COARSE`) in milliseconds, as heap maps are stamped.
+fn coarse_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// How often the timelines are sampled.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
+fn run(
+    json: bool,
+    html_path: Option<PathBuf>,
+    lib: Option<PathBuf>,
+    mut command: Vec<OsString>,
+) -> Result<ExitCode, String> {
     let lib = find_library(lib)?;
     let demo = command.is_empty();
     if demo {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         command = vec![me.into_os_string(), "demo".into()];
     }
-    let report_path = std::env::temp_dir().join(format!(
-        "oxalloc-report-{}-{}.jsonl",
+    let work = std::env::temp_dir().join(format!(
+        "oxalloc-run-{}-{}",
         std::process::id(),
         report::nanos()
     ));
+    let maps_dir = work.join("heapmaps");
+    std::fs::create_dir_all(&maps_dir).map_err(|e| format!("{}: {e}", maps_dir.display()))?;
+    let report_path = work.join("report.jsonl");
+    let sample_path = work.join("samples");
+    let sample_file =
+        sample::create(&sample_path).map_err(|e| format!("{}: {e}", sample_path.display()))?;
     let mut preload = lib.as_os_str().to_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD") {
         preload.push(":");
         preload.push(old);
     }
+    let start_ms = coarse_ms();
     let started = std::time::Instant::now();
-    let status = Command::new(&command[0])
+    let spawned = Command::new(&command[0])
         .args(&command[1..])
         .env("LD_PRELOAD", &preload)
         .env("OXALLOC_REPORT_FILE", &report_path)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", command[0].to_string_lossy()))?;
+        .env("OXALLOC_SAMPLE_FILE", &sample_path)
+        .env("OXALLOC_HEAPMAP_DIR", &maps_dir)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(format!("cannot run {}: {e}", command[0].to_string_lossy()));
+        }
+    };
+    let mut sampler = sample::Sampler::new(sample_file);
+    let mut timeline = Vec::new();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for the program: {e}")),
+        }
+        let t = started.elapsed().as_secs_f64() * 1000.0;
+        timeline.push(sampler.sample(t, child.id()));
+        std::thread::sleep(SAMPLE_EVERY);
+    };
     let wall = started.elapsed();
     let text = std::fs::read_to_string(&report_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&report_path);
+    let heap_maps = heapmap::read_dir(&maps_dir, start_ms);
+    let _ = std::fs::remove_dir_all(&work);
     let shown: Vec<String> = if demo {
         vec!["(built-in demo workload)".into()]
     } else {
@@ -108,13 +164,18 @@ fn run(json: bool, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result<E
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
     };
-    let r = report::Report::from_lines(
+    let mut r = report::Report::from_lines(
         &text,
         shown.join(" "),
         status.code(),
         wall,
         report::children_peak_rss(),
     );
+    r.timeline = timeline;
+    r.heap_maps = heap_maps;
+    if let Some(path) = &html_path {
+        std::fs::write(path, html::render(&r)).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if json {
         println!(
             "{}",
@@ -122,6 +183,9 @@ fn run(json: bool, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result<E
         );
     } else {
         eprint!("{}", r.to_text());
+        if let Some(path) = &html_path {
+            eprintln!("HTML report: {}", path.display());
+        }
     }
     Ok(ExitCode::from(
         status.code().unwrap_or(128 + 6).clamp(0, 255) as u8,
@@ -131,7 +195,12 @@ fn run(json: bool, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result<E
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run { json, lib, command } => run(json, lib, command).unwrap_or_else(|e| {
+        Cmd::Run {
+            json,
+            report,
+            lib,
+            command,
+        } => run(json, report, lib, command).unwrap_or_else(|e| {
             eprintln!("oxalloc: {e}");
             ExitCode::from(127)
         }),

@@ -100,6 +100,32 @@ pub struct Report {
     pub threads: u64,
     /// (block size in bytes, allocations); size 0 stands for huge blocks.
     pub size_classes: Vec<(u64, u64)>,
+    /// Live, mapped and resident bytes sampled every few milliseconds while the program ran.
+    pub timeline: Vec<crate::sample::Sample>,
+    /// Heap maps: per process (largest peak of mapped bytes first), the last dump at a peak of
+    /// mapped bytes and the dump at exit.
+    pub heap_maps: Vec<crate::heapmap::HeapMap>,
+    /// Sampled heap profiling (call sites, flame graph, leaks by call site).
+    pub profiling: Profiling,
+}
+
+/// Whether the report has call-site data (sampled heap profiling, issue 12 item 3).
+#[derive(Serialize, Default)]
+pub struct Profiling {
+    pub enabled: bool,
+    pub note: String,
+}
+
+impl Profiling {
+    /// What the report says today.
+    pub fn not_enabled() -> Profiling {
+        Profiling {
+            enabled: false,
+            note: "sampled heap profiling is not enabled (not implemented yet): no call sites, \
+                   flame graph or leaks by call site"
+                .into(),
+        }
+    }
 }
 
 /// Nanoseconds since the epoch (for unique file names).
@@ -173,7 +199,19 @@ impl Report {
             huge_allocations: sum(|l| l.stats.huge_allocations),
             threads: sum(|l| l.stats.threads),
             size_classes,
+            timeline: Vec::new(),
+            heap_maps: Vec::new(),
+            profiling: Profiling::not_enabled(),
         }
+    }
+
+    /// The heap map the text report draws: the first process's peak dump, else its exit dump.
+    pub fn main_heap_map(&self) -> Option<&crate::heapmap::HeapMap> {
+        let pid = self.heap_maps.first()?.pid;
+        let of_pid = || self.heap_maps.iter().filter(move |m| m.pid == pid);
+        of_pid()
+            .find(|m| m.when == "peak")
+            .or_else(|| of_pid().find(|m| m.when == "exit"))
     }
 
     /// The report as text for a terminal.
@@ -241,6 +279,22 @@ impl Report {
                 let _ = writeln!(s, "  ({hidden} size classes under 0.1% not shown)");
             }
         }
+        if self.timeline.len() > 1 {
+            let max = |f: fn(&crate::sample::Sample) -> u64| {
+                self.timeline.iter().map(f).max().unwrap_or(0)
+            };
+            let _ = writeln!(
+                s,
+                "timeline: {} samples; highest live {}, mapped {}, RSS {}",
+                self.timeline.len(),
+                human(max(|p| p.live_bytes)),
+                human(max(|p| p.mapped_bytes)),
+                human(max(|p| p.rss_bytes))
+            );
+        }
+        if let Some(m) = self.main_heap_map() {
+            s.push_str(&crate::heapmap::to_text(m, 16));
+        }
         if self.processes.len() > 1 {
             let _ = writeln!(s, "processes:");
             for p in &self.processes {
@@ -270,7 +324,7 @@ fn group(n: u64) -> String {
     out
 }
 
-fn human(b: u64) -> String {
+pub(crate) fn human(b: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut i = 0;

@@ -82,6 +82,10 @@ options! {
         "transparent huge pages for segments: `system` (the kernel's setting), `always` (`MADV_HUGEPAGE`), `never` (`MADV_NOHUGEPAGE`)";
     ReportFile = "REPORT_FILE", 0, PATH,
         "append one JSON line of statistics per process at exit to this file (`oxalloc run` sets it); the value here is 1 when set";
+    SampleFile = "SAMPLE_FILE", 0, PATH,
+        "a file of gauges (live, mapped bytes) each process maps shared and keeps up to date, for the timelines of `oxalloc run` (which creates it and sets this)";
+    HeapmapDir = "HEAPMAP_DIR", 0, PATH,
+        "a directory where each process writes its heap map at exit and when its peak of mapped bytes grows by 20% (`oxalloc run` sets it)";
 }
 
 /// Current value of an option.

@@ -122,8 +122,31 @@ counters! {
     purged_bytes: "Bytes given back to the OS while staying mapped.",
 }
 
+/// The gauge hook (a `fn()` as an address; 0 when none): called after every change of a gauge
+/// (live, mapped, huge live bytes). The front end sets it under `oxalloc run` to copy the gauges
+/// into the mapping the `oxalloc` command samples (see `oxalloc`'s `init::sample`).
+static GAUGE_HOOK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the function called after every gauge change (see [`GlobalCounters::gauge_add`]). It
+/// runs on slow paths, with none of the arena's locks held, and must not allocate.
+pub fn set_gauge_hook(hook: fn()) {
+    GAUGE_HOOK.store(hook as usize, core::sync::atomic::Ordering::Release);
+}
+
+#[inline]
+fn gauge_changed() {
+    let hook = GAUGE_HOOK.load(core::sync::atomic::Ordering::Acquire);
+    if hook != 0 {
+        // SAFETY: the only nonzero value ever stored is a `fn()` (`set_gauge_hook`).
+        let hook: fn() = unsafe { core::mem::transmute::<usize, fn()>(hook) };
+        hook();
+    }
+}
+
 impl GlobalCounters {
-    /// Adds to a gauge and raises its peak.
+    /// Adds to a gauge and raises its peak, then calls the gauge hook if one is set. Gauges
+    /// change on slow paths only, never with the arena's locks held (the hook may walk the
+    /// heap, which takes them).
     pub fn gauge_add(value: &AtomicU64, peak: &AtomicU64, delta: u64) {
         let now = value
             .fetch_add(delta, Ordering::Relaxed)
@@ -131,12 +154,50 @@ impl GlobalCounters {
         if (now as i64) > 0 {
             peak.fetch_max(now, Ordering::Relaxed);
         }
+        gauge_changed();
     }
 
-    /// Subtracts from a gauge.
+    /// Subtracts from a gauge, then calls the gauge hook if one is set.
     pub fn gauge_sub(value: &AtomicU64, delta: u64) {
         value.fetch_sub(delta, Ordering::Relaxed);
+        gauge_changed();
     }
+}
+
+/// The layout of the sample file that `oxalloc run` creates (`OXALLOC_SAMPLE_FILE`) and every
+/// process of the program maps shared: a header of [`sample::HEADER_WORDS`] little-endian `u64`
+/// words, then [`sample::SLOTS`] slots of [`sample::SLOT_WORDS`] words. A process claims a
+/// slot at start-up (and again in a forked child) by incrementing the header's `NEXT` word,
+/// then keeps its gauges there; the command reads the file every few milliseconds.
+pub mod sample {
+    /// Header word 0: the magic number, written by the command.
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"OXSAMPL1");
+    /// Header word 1: the number of slots claimed so far (may exceed [`SLOTS`]).
+    pub const NEXT: usize = 1;
+    /// Words in the header.
+    pub const HEADER_WORDS: usize = 8;
+    /// Slots in the file.
+    pub const SLOTS: usize = 512;
+    /// Words per slot.
+    pub const SLOT_WORDS: usize = 8;
+    /// Slot word: the process id (written last when claiming, 0 while unclaimed).
+    pub const PID: usize = 0;
+    /// Slot word: updates so far.
+    pub const SEQ: usize = 1;
+    /// Slot word: live bytes (small and medium as last sampled, plus huge blocks).
+    pub const LIVE: usize = 2;
+    /// Slot word: mapped bytes.
+    pub const MAPPED: usize = 3;
+    /// Slot word: peak live bytes.
+    pub const PEAK_LIVE: usize = 4;
+    /// Slot word: peak mapped bytes.
+    pub const PEAK_MAPPED: usize = 5;
+    /// Slot word: segments mapped.
+    pub const SEGMENTS: usize = 6;
+    /// Slot word: 1 once the process has exited (through `exit`, not `_exit` or a signal).
+    pub const EXITED: usize = 7;
+    /// Size of the file in bytes.
+    pub const FILE_BYTES: usize = (HEADER_WORDS + SLOTS * SLOT_WORDS) * 8;
 }
 
 impl Default for GlobalCounters {

@@ -360,3 +360,100 @@ unsafe fn own_heap_live<S: Os>(heap: &Heap<S>, s: &mut Snapshot, live_blocks: &m
         }
     }
 }
+
+/// The process-wide gauges, read without a lock (each a relaxed load of its atomic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Live bytes: small and medium blocks as last sampled (each thread's change reaches the
+    /// global estimate every `LIVE_SAMPLE_BYTES`), plus huge blocks exactly.
+    pub live_bytes: u64,
+    /// Bytes mapped from the memory source.
+    pub mapped_bytes: u64,
+    /// Highest live bytes seen.
+    pub peak_live_bytes: u64,
+    /// Highest mapped bytes seen.
+    pub peak_mapped_bytes: u64,
+    /// Segments mapped.
+    pub segments: u64,
+}
+
+/// The arena's gauges now: a few relaxed loads, no lock, nothing allocated (so it may run on any
+/// slow path, for example from the gauge hook of `stats::set_gauge_hook`).
+pub fn gauges<S: Os>(arena: &Arena<S>) -> Gauges {
+    let c = &arena.counters;
+    let live = c.live_estimate.load(Ordering::Relaxed) as i64;
+    Gauges {
+        live_bytes: (live.max(0) as u64).wrapping_add(c.huge_live_bytes.load(Ordering::Relaxed)),
+        mapped_bytes: c.mapped_bytes.load(Ordering::Relaxed),
+        peak_live_bytes: c.peak_live_bytes.load(Ordering::Relaxed),
+        peak_mapped_bytes: c.peak_mapped_bytes.load(Ordering::Relaxed),
+        segments: c.segments.load(Ordering::Relaxed),
+    }
+}
+
+/// Bytes of one page slot of `area` (64 KiB or 512 KiB; a huge area is one slot). Slot `i`
+/// covers `start + i * slot .. start + (i + 1) * slot`; slot 0 begins with the segment header.
+pub fn slot_bytes(area: &AreaInfo) -> usize {
+    match area.kind {
+        0 => 1 << crate::segment::SMALL_PAGE_SHIFT,
+        1 => 1 << crate::segment::MEDIUM_PAGE_SHIFT,
+        _ => area.size,
+    }
+}
+
+/// The heap-map dump that a process writes (under `oxalloc run`, at exit and at peaks of mapped
+/// bytes) and the `oxalloc` command reads: one JSON object per line, written without allocating.
+///
+/// - header: `{"heapmap":"exit","pid":P,"t_ms":T,"live_bytes":L,"mapped_bytes":M,"peak_mapped_bytes":Q}`
+/// - area: `{"a":[start,size,kind,slots,pages,slot_bytes],"res":[r0,r1,...]}` where `r<i>` is
+///   the number of resident 4 KiB pages of slot `i` (from `mincore`; empty when unknown);
+/// - page: `{"p":[index,bin,block_size,reserved,capacity,used,exact,full]}`, after its area;
+/// - end: `{"end":N}` with N the number of pages written, so a cut-off dump is recognised.
+pub mod dump {
+    use super::{AreaInfo, Gauges, PageInfo};
+    use core::fmt::{self, Write};
+
+    /// Writes the header line.
+    pub fn header(out: &mut dyn Write, when: &str, pid: u32, t_ms: u64, g: &Gauges) -> fmt::Result {
+        writeln!(
+            out,
+            "{{\"heapmap\":\"{when}\",\"pid\":{pid},\"t_ms\":{t_ms},\"live_bytes\":{},\"mapped_bytes\":{},\"peak_mapped_bytes\":{}}}",
+            g.live_bytes, g.mapped_bytes, g.peak_mapped_bytes
+        )
+    }
+
+    /// Writes an area line; `resident` holds the resident OS pages of each slot.
+    pub fn area(out: &mut dyn Write, a: &AreaInfo, resident: &[u32]) -> fmt::Result {
+        write!(
+            out,
+            "{{\"a\":[{},{},{},{},{},{}],\"res\":[",
+            a.start,
+            a.size,
+            a.kind,
+            a.slots,
+            a.pages,
+            super::slot_bytes(a)
+        )?;
+        for (i, r) in resident.iter().enumerate() {
+            if i > 0 {
+                out.write_str(",")?;
+            }
+            write!(out, "{r}")?;
+        }
+        out.write_str("]}\n")
+    }
+
+    /// Writes a page line.
+    pub fn page(out: &mut dyn Write, p: &PageInfo) -> fmt::Result {
+        writeln!(
+            out,
+            "{{\"p\":[{},{},{},{},{},{},{},{}]}}",
+            p.index, p.bin, p.block_size, p.reserved, p.capacity, p.used, p.exact, p.full
+        )
+    }
+
+    /// Writes the end line.
+    pub fn end(out: &mut dyn Write, pages: u64) -> fmt::Result {
+        writeln!(out, "{{\"end\":{pages}}}")
+    }
+}

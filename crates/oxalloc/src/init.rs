@@ -4,6 +4,15 @@
 //! Initialisation is lazy: the first `malloc` of the process (which may come from the dynamic
 //! loader or another library's constructor, before ours runs) does it. A constructor in
 //! `.init_array` reads the options again, in case the first call came before `environ` was set.
+//!
+//! Under `oxalloc run`, two more things happen here: the gauges are kept in the command's shared
+//! sample file (`sample`, for the timelines) and heap maps are written at peaks and at exit
+//! (`heapmap`).
+
+mod heapmap;
+mod sample;
+
+pub(crate) use sample::after_fork_child;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -19,6 +28,16 @@ static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 
 /// Path given by `OXALLOC_REPORT_FILE`, copied at start-up (NUL-terminated; empty when unset).
 static REPORT_FILE: SpinLock<[u8; 512]> = SpinLock::new([0; 512]);
+
+/// Path given by `OXALLOC_SAMPLE_FILE`, as `REPORT_FILE`.
+static SAMPLE_FILE: SpinLock<[u8; 512]> = SpinLock::new([0; 512]);
+
+/// Copies `path` into `buf`, NUL-terminated (cut to fit).
+fn copy_path(buf: &mut [u8; 512], path: &[u8]) {
+    let n = path.len().min(buf.len() - 1);
+    buf[..n].copy_from_slice(&path[..n]);
+    buf[n] = 0;
+}
 
 extern "C" {
     static environ: *const *const libc::c_char;
@@ -58,10 +77,13 @@ fn read_options() {
         while !(*entry).is_null() {
             let bytes = core::ffi::CStr::from_ptr(*entry).to_bytes();
             if let Some(path) = bytes.strip_prefix(b"OXALLOC_REPORT_FILE=") {
-                let mut buf = REPORT_FILE.lock();
-                let n = path.len().min(buf.len() - 1);
-                buf[..n].copy_from_slice(&path[..n]);
-                buf[n] = 0;
+                copy_path(&mut REPORT_FILE.lock(), path);
+            }
+            if let Some(path) = bytes.strip_prefix(b"OXALLOC_SAMPLE_FILE=") {
+                copy_path(&mut SAMPLE_FILE.lock(), path);
+            }
+            if let Some(path) = bytes.strip_prefix(b"OXALLOC_HEAPMAP_DIR=") {
+                heapmap::set_dir(path);
             }
             if bytes.starts_with(b"OXALLOC_") && !options::set_from_env_entry(bytes) {
                 let mut msg = FixedBuf::<256>::new();
@@ -83,6 +105,10 @@ fn read_options() {
         let _ = writeln!(msg);
         sys::write_stderr(msg.as_bytes());
     }
+    if options::enabled(Opt::SampleFile) {
+        let path = *SAMPLE_FILE.lock();
+        sample::init(&path);
+    }
 }
 
 extern "C" fn on_load() {
@@ -91,6 +117,8 @@ extern "C" fn on_load() {
 }
 
 extern "C" fn on_exit() {
+    heapmap::at_exit();
+    sample::exited();
     let show = options::enabled(Opt::ShowStats);
     let report = options::enabled(Opt::ReportFile) && REPORT_FILE.lock()[0] != 0;
     if !show && !report {

@@ -204,4 +204,5 @@ extern "C" fn fork_child() {
         HEAPS.unlock_after_fork(true);
         _IO_list_resetlock();
     }
+    crate::init::after_fork_child();
 }
