@@ -16,9 +16,17 @@ for name in glibc mimalloc-2.0 mimalloc-3.x oxalloc; do
     lib=${libs[$name]}
     if [ -n "$lib" ] && [ ! -f "$lib" ]; then echo "== $name: $lib missing, left out"; continue; fi
     echo "== $name"
-    for s in 1 2 3 4; do
+    for s in 1 2 3 4 5 6; do
         if [ -z "$lib" ]; then "$out/scenarios" $s
         else LD_PRELOAD="$(realpath "$lib")" "$out/scenarios" $s; fi
+    done
+done
+# Transparent huge pages: oxalloc with each OXALLOC_THP setting (the kernel's is shown first).
+echo "== THP: kernel setting $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)"
+for thp in never always; do
+    echo "== oxalloc OXALLOC_THP=$thp"
+    for s in 1 5; do
+        OXALLOC_THP=$thp LD_PRELOAD="$(realpath target/release/liboxalloc.so)" "$out/scenarios" $s
     done
 done
 rm -rf "$out"

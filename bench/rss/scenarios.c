@@ -4,8 +4,10 @@
  *   2. two threads allocate 512 MiB of 64-byte blocks and exit; this thread frees it all:
  *      malloc_trim's result, RSS after it;
  *   3. 10,000 short-lived threads whose leftover blocks are freed after they exit: after trim;
- *   4. 256 MiB freed, then only small mallocs for two seconds (no trim): RSS at the end.
- * Usage: scenarios [1234] (default all). Output: "scenario N: <what> <MiB> MiB". */
+ *   4. 256 MiB freed, then only small mallocs for two seconds (no trim): RSS at the end;
+ *   5. scenario 1 without trim: two seconds of small mallocs instead;
+ *   6. scenario 2 without trim: two seconds of small mallocs instead.
+ * Usage: scenarios [123456] (default all). Output: "scenario N: <what> <MiB> MiB". */
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <pthread.h>
@@ -35,6 +37,17 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Only small mallocs and frees for two seconds (they stay in pages the allocator has). */
+static void small_mallocs_for_2s(void) {
+    double t0 = now();
+    void *keep[64] = {0};
+    unsigned k = 0;
+    while (now() - t0 < 2.0) {
+        for (int i = 0; i < 1000; i++) { free(keep[k % 64]); keep[k % 64] = malloc(32); k++; }
+    }
+    for (int i = 0; i < 64; i++) free(keep[i]);
 }
 
 static void scenario1(void) {
@@ -98,22 +111,41 @@ static void scenario4(void) {
     for (size_t i = 0; i < n; i++) { b[i] = malloc(4096); memset(b[i], 4, 4096); }
     for (size_t i = 0; i < n; i++) free(b[i]);
     free(b);
-    double t0 = now();
-    void *keep[64] = {0};
-    unsigned k = 0;
-    while (now() - t0 < 2.0) {
-        for (int i = 0; i < 1000; i++) { free(keep[k % 64]); keep[k % 64] = malloc(32); k++; }
-    }
+    small_mallocs_for_2s();
     report(4, "256 MiB freed, then 2 s of small mallocs only (no trim)");
-    for (int i = 0; i < 64; i++) free(keep[i]);
+}
+
+/* 5. Scenario 1 without trim: the blocks freed, one kept per 4 MiB, then 2 s of small mallocs. */
+static void scenario5(void) {
+    size_t n = 400 * 1024;
+    char **b = malloc(n * sizeof *b);
+    for (size_t i = 0; i < n; i++) { b[i] = malloc(1024); memset(b[i], 1, 1024); }
+    for (size_t i = 0; i < n; i++) if (i % 4096 != 0) free(b[i]);
+    small_mallocs_for_2s();
+    report(5, "one 1 KiB block kept per 4 MiB, then 2 s of small mallocs (no trim)");
+    for (size_t i = 0; i < n; i += 4096) free(b[i]);
+    free(b);
+}
+
+/* 6. Scenario 2 without trim: freed by this thread, then 2 s of small mallocs. */
+static void scenario6(void) {
+    void **v[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) { v[i] = malloc(S2_BLOCKS * sizeof(void *)); pthread_create(&t[i], NULL, s2_thread, v[i]); }
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) { for (size_t j = 0; j < S2_BLOCKS; j++) free(v[i][j]); free(v[i]); }
+    small_mallocs_for_2s();
+    report(6, "512 MiB from two exited threads freed here, then 2 s of small mallocs (no trim)");
 }
 
 int main(int argc, char **argv) {
-    const char *which = argc > 1 ? argv[1] : "1234";
+    const char *which = argc > 1 ? argv[1] : "123456";
     start = rss_kib();
     if (strchr(which, '1')) scenario1();
     if (strchr(which, '2')) scenario2();
     if (strchr(which, '3')) scenario3();
     if (strchr(which, '4')) scenario4();
+    if (strchr(which, '5')) scenario5();
+    if (strchr(which, '6')) scenario6();
     return 0;
 }
