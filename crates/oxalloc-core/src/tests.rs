@@ -712,7 +712,9 @@ fn frees_into_abandoned_segments_are_released_by_the_purge_clock() {
     churn(busy, g); // has a segment of its own, so it never needs the abandoned one
     let gone = heap(g);
     // SAFETY: see the module comment.
-    let blocks: Vec<usize> = (0..5000).map(|_| unsafe { gone.malloc(200) } as usize).collect();
+    let blocks: Vec<usize> = (0..5000)
+        .map(|_| unsafe { gone.malloc(200) } as usize)
+        .collect();
     // SAFETY: see the module comment.
     unsafe { g.destroy_heap(gone) };
     for &p in &blocks {
@@ -725,8 +727,15 @@ fn frees_into_abandoned_segments_are_released_by_the_purge_clock() {
     MANUAL_NOW.fetch_add(10_000, Ordering::Relaxed);
     churn(busy, g); // no trim, no segment wanted: only the purge clock
     let s = g.snapshot();
-    assert_eq!(s.reclaimed, 1, "the purge clock did not reclaim the segment");
-    assert_eq!(s.segments, segments - 1, "the emptied segment was not released");
+    assert_eq!(
+        s.reclaimed, 1,
+        "the purge clock did not reclaim the segment"
+    );
+    assert_eq!(
+        s.segments,
+        segments - 1,
+        "the emptied segment was not released"
+    );
     // SAFETY: see the module comment.
     unsafe { g.destroy_heap(busy) };
 }
