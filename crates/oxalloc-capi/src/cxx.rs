@@ -12,7 +12,7 @@
 //! `extern "C-unwind"` one, is `nounwind` and aborts when an exception reaches it. So the new
 //! operators are assembly (x86-64 only, `global_asm!`, with unwind tables), and all of them share
 //! one loop, `oxalloc_cxx_new_loop`: allocate through a Rust function that returns NULL on failure
-//! ([`try_new`]), and on failure ask another ([`on_failure`]) what to call: the installed
+//! (`try_new`), and on failure ask another (`on_failure`) what to call: the installed
 //! handler (then retry), libstdc++'s `std::__throw_bad_alloc()` (which never returns), or nothing
 //! (nothrow: return NULL). Every throwing call is made from the assembly frame, so an exception
 //! passes only through frames that have unwind information and no landing pad, and reaches the

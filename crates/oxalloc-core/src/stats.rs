@@ -127,7 +127,7 @@ counters! {
 /// into the mapping the `oxalloc` command samples (see `oxalloc`'s `init::sample`).
 static GAUGE_HOOK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
-/// Sets the function called after every gauge change (see [`GlobalCounters::gauge_add`]). It
+/// Sets the function called after every gauge change (see `GlobalCounters::gauge_add`). It
 /// runs on slow paths, with none of the arena's locks held, and must not allocate.
 pub fn set_gauge_hook(hook: fn()) {
     GAUGE_HOOK.store(hook as usize, core::sync::atomic::Ordering::Release);
