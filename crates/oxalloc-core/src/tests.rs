@@ -637,10 +637,19 @@ fn heap_walk_is_exact_for_the_owner() {
     assert!(!done && calls == 3);
 }
 
+/// The clock of `free_pages_of_a_live_segment_are_purged_after_the_delay` (tests run in
+/// parallel, so each test that moves a clock by hand has its own).
 static MANUAL_NOW: crate::util::sync::AtomicU64 = crate::util::sync::AtomicU64::new(0);
 
 fn manual_clock() -> u64 {
     MANUAL_NOW.load(Ordering::Relaxed)
+}
+
+/// The clock of `frees_into_abandoned_segments_are_released_by_the_purge_clock`.
+static ABANDON_NOW: crate::util::sync::AtomicU64 = crate::util::sync::AtomicU64::new(0);
+
+fn abandon_clock() -> u64 {
+    ABANDON_NOW.load(Ordering::Relaxed)
 }
 
 /// Enough page refills of one small size class to run the purge clock (every 32 refills).
@@ -707,7 +716,7 @@ fn free_pages_of_a_live_segment_are_purged_after_the_delay() {
 
 #[test]
 fn frees_into_abandoned_segments_are_released_by_the_purge_clock() {
-    let g = &global_with_clock(16, manual_clock);
+    let g = &global_with_clock(16, abandon_clock);
     let busy = heap(g);
     churn(busy, g); // has a segment of its own, so it never needs the abandoned one
     let gone = heap(g);
@@ -724,7 +733,7 @@ fn frees_into_abandoned_segments_are_released_by_the_purge_clock() {
     let s = g.snapshot();
     assert_eq!((s.abandoned, s.reclaimed), (1, 0));
     let segments = s.segments;
-    MANUAL_NOW.fetch_add(10_000, Ordering::Relaxed);
+    ABANDON_NOW.fetch_add(10_000, Ordering::Relaxed);
     churn(busy, g); // no trim, no segment wanted: only the purge clock
     let s = g.snapshot();
     assert_eq!(
