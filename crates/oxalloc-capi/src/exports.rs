@@ -61,7 +61,7 @@ export!(visit::heap_visit(flags: c_int, visit: Option<VisitFn>, arg: *mut c_void
 
 // C++'s operator delete, in libstdc++'s list (`nm -D libstdc++.so.6`): plain and array, each
 // unsized, sized, nothrow, aligned, aligned sized and aligned nothrow.
-#[cfg(all(feature = "override", target_arch = "x86_64", target_os = "linux"))]
+#[cfg(oxalloc_cxx)]
 #[allow(non_snake_case)] // the mangled names
 mod cxx_delete {
     use super::*;

@@ -27,7 +27,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod c_api;
-#[cfg(all(feature = "override", target_arch = "x86_64", target_os = "linux"))]
+#[cfg(oxalloc_cxx)]
 pub mod cxx;
 pub mod exports;
 pub mod glibc;
