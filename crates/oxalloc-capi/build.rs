@@ -15,9 +15,17 @@ const CXX_MIN_RUSTC_MINOR: u32 = 95;
 /// The minor version of the rustc cargo builds with (`rustc 1.95.0 (...)` gives 95).
 fn rustc_minor() -> Option<u32> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = std::process::Command::new(rustc).arg("--version").output().ok()?;
+    let out = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
-    text.split_whitespace().nth(1)?.split('.').nth(1)?.parse().ok()
+    text.split_whitespace()
+        .nth(1)?
+        .split('.')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The `operator new`s `src/cxx.rs` defines in assembly.
