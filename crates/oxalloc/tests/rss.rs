@@ -55,24 +55,7 @@ fn trim_returns_what_was_freed() {
     drop(kept);
 
     // 2. 1 GiB of small blocks allocated by 4 threads that exit; this thread frees them all.
-    let (tx, rx) = mpsc::channel::<Vec<Box<[u8; 64]>>>();
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut v = Vec::with_capacity(1 << 22);
-                for _ in 0..(256 * MIB / 64) {
-                    v.push(Box::new([7u8; 64]));
-                }
-                tx.send(v).unwrap();
-            })
-        })
-        .collect();
-    drop(tx);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let all: Vec<_> = rx.iter().collect();
+    let all = blocks_from_exited_threads(4, 256 * MIB, 7);
     assert!(rss() > start + 900 * MIB);
     drop(all);
     oxalloc::trim();
@@ -125,22 +108,7 @@ fn trim_returns_what_was_freed() {
 
     // 7. Without trim: 512 MiB from 2 threads that exit, freed here. The purge clock reclaims
     //    the abandoned segments that got frees, which releases them.
-    let (tx, rx) = mpsc::channel::<Vec<Box<[u8; 64]>>>();
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let v: Vec<_> = (0..(256 * MIB / 64)).map(|_| Box::new([5u8; 64])).collect();
-                tx.send(v).unwrap();
-            })
-        })
-        .collect();
-    drop(tx);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let all: Vec<_> = rx.iter().collect();
-    drop(all);
+    drop(blocks_from_exited_threads(2, 256 * MIB, 5));
     small_allocations_until_back(start, "512 MiB from 2 exited threads freed, no trim");
 
     // 8. Phases of growth and shrinking do not ratchet: each phase allocates 192 MiB of mixed
@@ -219,4 +187,24 @@ fn small_allocations_until_back(start: usize, what: &str) {
             rss().saturating_sub(start) / MIB
         );
     }
+}
+
+/// 64-byte blocks, `bytes` of them from each of `threads` threads, which have exited when this
+/// returns the blocks.
+fn blocks_from_exited_threads(threads: usize, bytes: usize, tag: u8) -> Vec<Vec<Box<[u8; 64]>>> {
+    let (tx, rx) = mpsc::channel::<Vec<Box<[u8; 64]>>>();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let v: Vec<_> = (0..bytes / 64).map(|_| Box::new([tag; 64])).collect();
+                tx.send(v).unwrap();
+            })
+        })
+        .collect();
+    drop(tx);
+    for t in handles {
+        t.join().unwrap();
+    }
+    rx.iter().collect()
 }
