@@ -191,6 +191,7 @@ fn small_allocations_until_back(start: usize, what: &str) {
 
 /// 64-byte blocks, `bytes` of them from each of `threads` threads, which have exited when this
 /// returns the blocks.
+#[allow(clippy::vec_box)] // each box is one 64-byte allocation: the blocks are the point
 fn blocks_from_exited_threads(threads: usize, bytes: usize, tag: u8) -> Vec<Vec<Box<[u8; 64]>>> {
     let (tx, rx) = mpsc::channel::<Vec<Box<[u8; 64]>>>();
     let handles: Vec<_> = (0..threads)
