@@ -154,14 +154,28 @@ pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { engine::usable_size(p.cast()) }
 }
 
-/// C23's `free_sized`: `free`, the size is not needed.
-pub unsafe fn free_sized(p: *mut c_void, _size: usize) {
-    // SAFETY: per C's contract.
-    unsafe { engine::free(p.cast()) }
+/// C23's `free_sized`: `free`, after checking that `size` can be the size `p` was allocated
+/// with (it must not exceed the block, nor be below half of it); aborts naming `p` otherwise.
+pub unsafe fn free_sized(p: *mut c_void, size: usize) {
+    // SAFETY: per C's contract; a pointer that is not live is reported by the check.
+    unsafe {
+        engine::check_free_size(p.cast(), size, true);
+        engine::free(p.cast())
+    }
 }
 
-/// C23's `free_aligned_sized`: `free`, the alignment and size are not needed.
-pub unsafe fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
-    // SAFETY: per C's contract.
-    unsafe { engine::free(p.cast()) }
+/// C23's `free_aligned_sized`: `free`, after checking that `p` has the alignment and that
+/// `size` fits the block (an aligned block may be larger than asked, so a smaller size passes).
+pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
+    if !p.is_null() && (!align.is_power_of_two() || p as usize & (align - 1) != 0) {
+        oxalloc_os::sys::fatal(
+            "free_aligned_sized(): the alignment does not match the block",
+            p as usize,
+        );
+    }
+    // SAFETY: per C's contract; a pointer that is not live is reported by the check.
+    unsafe {
+        engine::check_free_size(p.cast(), size, false);
+        engine::free(p.cast())
+    }
 }

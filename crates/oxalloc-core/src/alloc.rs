@@ -5,7 +5,8 @@
 //! ```text
 //! page  = (*heap).direct[(size + 15) / 16]     // the size class's current page
 //! block = page.free                         // null => slow path (also for the sentinel heap)
-//! page.free = decode(block.next); page.used += 1
+//! next  = decode(block.next)                // must stay in the segment: else abort
+//! page.free = next; live[block] = 1; page.used += 1
 //! ```
 
 use crate::arena::Arena;
@@ -13,7 +14,7 @@ use crate::free::{drain_delayed, free};
 use crate::heap::Heap;
 use crate::huge::{huge_alloc, huge_realloc};
 use crate::os::{Os, OS_PAGE};
-use crate::page::FLAG_HAS_ALIGNED;
+use crate::page::{CorruptLink, Page, FLAG_HAS_ALIGNED};
 use crate::page_life::{find_page, refill};
 use crate::segment::{owner, Segment, SegmentKind, SEGMENT_MAP};
 use crate::size_class::{bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
@@ -50,7 +51,7 @@ pub unsafe fn malloc_fast<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
         unsafe {
             let page = (*heap).pages.direct[size.div_ceil(ALIGN)];
             if !(*page).free.is_null() {
-                return (*page).pop_free();
+                return pop(heap, page);
             }
         }
     }
@@ -71,7 +72,7 @@ pub unsafe fn malloc_slow<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
             if !page.is_null() {
                 refill(heap, page);
                 if !(*page).free.is_null() {
-                    return (*page).pop_free();
+                    return pop(heap, page);
                 }
             }
         }
@@ -106,8 +107,28 @@ unsafe fn malloc_generic<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
         if page.is_null() {
             return ptr::null_mut();
         }
-        (*page).pop_free()
+        pop(heap, page)
     }
+}
+
+/// Pops a block of one of our pages whose `free` list is not empty; a corrupted link ends the
+/// process.
+///
+/// # Safety
+/// `page` belongs to `heap`, owned by the calling thread, and `free` is not empty.
+#[inline(always)]
+unsafe fn pop<S: Os>(heap: *mut Heap<S>, page: *mut Page) -> *mut u8 {
+    // SAFETY: per the contract; the heap is valid (read only on a corrupted link).
+    unsafe { (*page).pop_free(|bad| corrupt_link((*heap).arena, bad)) }
+}
+
+#[cold]
+#[inline(never)]
+fn corrupt_link<S: Os>(arena: &Arena<S>, bad: CorruptLink) -> ! {
+    arena.os.fatal(
+        "malloc(): free list corrupted (write after free?)",
+        bad.block,
+    )
 }
 
 /// A huge block. Huge blocks have no owning heap, but a thread's first allocation binds it
@@ -143,6 +164,9 @@ pub unsafe fn malloc_zeroed<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
             let page = Segment::page_of(Segment::of(p), p);
             if !(*page).free_zeroed {
                 ptr::write_bytes(p, 0, size);
+            } else if size != 0 {
+                // The block never held data, but it held its free-list link.
+                ptr::write_bytes(p, 0, size.min(core::mem::size_of::<usize>()));
             }
             debug_assert!(core::slice::from_raw_parts(p, size).iter().all(|&b| b == 0));
         }
@@ -191,8 +215,11 @@ pub unsafe fn malloc_aligned<S: Os>(
         }
         let aligned = align_up(p as usize, align) as *mut u8;
         if aligned != p {
+            // The live bit moves to the pointer the program gets, which is what it frees.
             let page = Segment::page_of(Segment::of(p), p);
             (*page).flags |= FLAG_HAS_ALIGNED;
+            (*page).clear_live(p as usize);
+            (*page).mark_live(aligned as usize);
         }
         debug_assert!(aligned as usize + size <= p as usize + padded);
         if zero {
@@ -250,7 +277,7 @@ pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) ->
 }
 
 /// Bytes usable in the block at `p` (at least what was asked, all writable). Ends the
-/// process if `p` is not a pointer this allocator handed out.
+/// process if `p` is not a live pointer this allocator handed out.
 ///
 /// # Safety
 /// `p` is null or a live pointer from this allocator.
@@ -267,16 +294,49 @@ pub unsafe fn usable_size<S: Os>(arena: &Arena<S>, p: *const u8) -> usize {
     unsafe {
         let seg = Segment::of(p);
         let page = &*Segment::page_of(seg, p);
-        if !page.assigned || !page.contains(p as usize) {
-            arena
-                .os
-                .fatal("malloc_usable_size(): invalid pointer", p as usize);
+        if (*seg).kind == SegmentKind::Huge {
+            if !page.assigned || !page.contains(p as usize) {
+                arena
+                    .os
+                    .fatal("malloc_usable_size(): invalid pointer", p as usize);
+            }
+            return page.start as usize + page.block_size - p as usize;
         }
-        let block = if page.flags & FLAG_HAS_ALIGNED != 0 || (*seg).kind == SegmentKind::Huge {
-            page.block_start(p as usize) as usize
-        } else {
-            p as usize
-        };
-        block + page.block_size - p as usize
+        if !page.assigned || !page.contains(p as usize) || !page.is_live(p as usize) {
+            arena.os.fatal(
+                "malloc_usable_size(): invalid pointer (not a live block)",
+                p as usize,
+            );
+        }
+        page.block_of(p as usize) as usize + page.block_size - p as usize
+    }
+}
+
+/// Checks the size a sized free (`free_sized`, C++ sized delete) was given against the block at
+/// `p`, and ends the process if the block cannot have been allocated with that size: larger
+/// than the block, or (`exact_class`: the block came from plain `malloc`) below half of it,
+/// which no allocation or in-place `realloc` of the block can have asked for.
+///
+/// # Safety
+/// As for [`usable_size`].
+pub unsafe fn check_free_size<S: Os>(
+    arena: &Arena<S>,
+    p: *const u8,
+    size: usize,
+    exact_class: bool,
+) {
+    // SAFETY: per the contract; `usable_size` ends the process for a pointer that is not live.
+    let usable = unsafe { usable_size(arena, p) };
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: `usable_size` checked that `p` is a live pointer of a registered segment.
+    let huge = unsafe { (*Segment::of(p)).kind == SegmentKind::Huge };
+    let too_small = exact_class && !huge && size < (usable / 2).saturating_sub(ALIGN);
+    if size > usable || too_small {
+        arena.os.fatal(
+            "free_sized(): the size does not match the block",
+            p as usize,
+        );
     }
 }

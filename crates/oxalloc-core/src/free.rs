@@ -11,17 +11,21 @@ use crate::arena::Arena;
 use crate::heap::Heap;
 use crate::huge::huge_free;
 use crate::os::Os;
-use crate::page::{Block, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
+use crate::page::{Block, Page, FLAG_IN_FULL};
 use crate::page_life::{retire, unfull};
 use crate::segment::{Segment, SegmentKind, SEGMENT_MAP};
+use crate::size_class::ALIGN;
 use crate::thread_free::Pushed;
 use crate::util::sync::{link_read, Ordering};
 
 /// Frees `p`, called on the thread whose id is `tid`.
 ///
+/// Every free of a pointer that is not live ends the process with a message naming it: the
+/// segment map catches foreign pointers, the live bitmap interior, unaligned and double frees,
+/// whatever the freed block holds.
+///
 /// # Safety
-/// `p` is null or a pointer this allocator returned; `tid` is the calling thread's id (or
-/// `owner::NO_THREAD`).
+/// `tid` is the calling thread's id (or `owner::NO_THREAD`); `p` may be anything.
 #[inline(always)]
 pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
     if p.is_null() {
@@ -35,38 +39,27 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
         let seg = Segment::of(p);
         let page = Segment::page_of(seg, p);
         if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags == 0 {
-            // Our page, not full, no interior pointers: `p` is a block start. Every path
-            // that is not the plain push below is a tail call, so this path needs no
-            // stack frame.
-            let block = p as *mut Block;
-            debug_assert!(
-                (p as usize - (*page).start as usize) % (*page).block_size == 0,
-                "interior pointer {:p}",
-                p
-            );
-            if looks_free(&*page, block, (*seg).page_shift) {
-                return free_local_checked(arena, page, block);
+            // Our page, not full, no interior pointers: `p` must be a live block's start.
+            // Every path that is not the plain push below is a tail call, so this path needs
+            // no stack frame.
+            if p as usize & (ALIGN - 1) != 0 {
+                return free_generic(arena, seg, page, p, tid);
             }
-            (*page).push_local(block);
+            let word = (*page).live_word(p as usize);
+            let w = word.load(Ordering::Relaxed);
+            let index = Page::live_index(p as usize);
+            if !Page::live_test(w, index) {
+                return free_generic(arena, seg, page, p, tid);
+            }
+            // The bit is set, so flipping it clears it.
+            word.store(w ^ (1 << index), Ordering::Relaxed);
+            (*page).push_local(p as *mut Block);
             if (*page).used == 0 {
                 return retire_owned::<S>(page);
             }
             return;
         }
         free_generic(arena, seg, page, p, tid)
-    }
-}
-
-/// The owner frees a block whose first word looks like a free-list link: confirm it is not
-/// on a free list (a double free), then free it.
-#[cold]
-#[inline(never)]
-unsafe fn free_local_checked<S: Os>(arena: &Arena<S>, page: *mut Page, block: *mut Block) {
-    // SAFETY: the caller owns the page and `block` is one of its blocks.
-    unsafe {
-        check_double_free(arena, page, block);
-        let heap = (*page).heap.load(Ordering::Relaxed) as *mut Heap<S>;
-        free_owned(heap, page, block);
     }
 }
 
@@ -79,16 +72,22 @@ fn free_invalid<S: Os>(arena: &Arena<S>, p: *mut u8) {
     )
 }
 
-/// Confirms a suspected double free by searching the page's free lists.
+/// Ends the process for a free of `p`, which is not live in `page`: a block start that is not
+/// live was freed already (or, if the page carved it and never handed it out, is on its free
+/// list all the same: both read as a double free); anything else is not a block at all.
 #[cold]
 #[inline(never)]
-unsafe fn check_double_free<S: Os>(arena: &Arena<S>, page: *mut Page, block: *mut Block) {
-    // SAFETY: the caller owns the page.
-    if unsafe { (*page).is_on_free_list(block) } {
-        arena
-            .os
-            .fatal("free(): double free detected", block as usize);
-    }
+fn not_live<S: Os>(arena: &Arena<S>, page: &Page, p: *mut u8) -> ! {
+    let what = if !page.assigned || !page.contains(p as usize) {
+        "free(): invalid pointer (not a live block)"
+    } else if page.block_start(p as usize) as *mut u8 != p {
+        "free(): invalid pointer (inside a block)"
+    } else if (p as usize - page.start as usize) / page.block_size >= page.capacity as usize {
+        "free(): invalid pointer (never allocated)"
+    } else {
+        "free(): double free detected"
+    };
+    arena.os.fatal(what, p as usize)
 }
 
 /// Frees on any thread, for any kind of block.
@@ -108,34 +107,25 @@ unsafe fn free_generic<S: Os>(
             return huge_free(arena, seg, p);
         }
         let pg = &*page;
-        if !pg.assigned || !pg.contains(p as usize) {
-            arena
-                .os
-                .fatal("free(): invalid pointer (not a live block)", p as usize);
-        }
-        let block = pg.block_start(p as usize);
-        if block as *mut u8 != p && pg.flags & FLAG_HAS_ALIGNED == 0 {
-            arena
-                .os
-                .fatal("free(): invalid pointer (inside a block)", p as usize);
+        if !pg.assigned || !pg.contains(p as usize) || !pg.is_live(p as usize) {
+            not_live(arena, pg, p);
         }
         if (*seg).thread_id.load(Ordering::Relaxed) == tid {
-            if looks_free(pg, block, (*seg).page_shift) {
-                check_double_free(arena, page, block);
-            }
+            pg.clear_live(p as usize);
             let heap = pg.heap.load(Ordering::Relaxed) as *mut Heap<S>;
-            free_owned(heap, page, block);
+            free_owned(heap, page, pg.block_of(p as usize));
         } else {
-            free_remote(arena, pg, block);
+            free_remote(arena, pg, p);
         }
     }
 }
 
-/// Frees a block of a page another thread owns (or nobody owns, when abandoned): the
-/// `thread_free` protocol.
-unsafe fn free_remote<S: Os>(arena: &Arena<S>, page: &Page, block: *mut Block) {
-    // SAFETY: the block is being freed by us; its first word is ours to link with.
-    match unsafe { page.thread_free.push(block as usize) } {
+/// Frees a live pointer `p` of a page another thread owns (or nobody owns, when abandoned):
+/// the `thread_free` protocol. The pointer itself is pushed (the owner clears its live bit when
+/// it collects it).
+unsafe fn free_remote<S: Os>(arena: &Arena<S>, page: &Page, p: *mut u8) {
+    // SAFETY: the block is being freed by us; its word at `p` is ours to link with.
+    match unsafe { page.thread_free.push(p as usize) } {
         Ok(Pushed::Listed) => {}
         Ok(Pushed::Notify) => {
             // SAFETY: in state FREEING the owner cannot tear its heap down (it waits for us),
@@ -143,7 +133,7 @@ unsafe fn free_remote<S: Os>(arena: &Arena<S>, page: &Page, block: *mut Block) {
             unsafe {
                 let heap = page.heap.load(Ordering::Acquire) as *const Heap<S>;
                 debug_assert!(!heap.is_null());
-                (*heap).delayed.push(block as usize);
+                (*heap).delayed.push(p as usize);
             }
             page.thread_free.end_notify();
         }
@@ -152,16 +142,6 @@ unsafe fn free_remote<S: Os>(arena: &Arena<S>, page: &Page, block: *mut Block) {
             head,
         ),
     }
-}
-
-/// Whether a block's first word decodes to a link inside its own page (or to null): what a
-/// block on a free list holds, and rarely anything else.
-#[inline(always)]
-fn looks_free(page: &Page, block: *mut Block, page_shift: usize) -> bool {
-    // SAFETY: `block` is a block of `page` that the caller is freeing, so it is readable.
-    let link = page.decode(unsafe { *(block as *const usize) }) as usize;
-    // `link == 0`: the end of a list; same 2^page_shift window: a link into this page.
-    link == 0 || (link ^ block as usize).wrapping_shr(page_shift as u32) == 0
 }
 
 #[cold]
@@ -175,7 +155,7 @@ unsafe fn retire_owned<S: Os + 'static>(page: *mut Page) {
 }
 
 /// Frees a block of one of our pages, on the owning thread, handling full pages and retiring
-/// empty ones. `block` is the block's start.
+/// empty ones. `block` is the block's start, and its live bit is already clear.
 ///
 /// # Safety
 /// `page` belongs to `heap`, owned by the calling thread, and `block` is one of its used blocks.
@@ -210,16 +190,22 @@ pub(crate) unsafe fn drain_delayed<S: Os>(heap: *mut Heap<S>) {
 #[inline(never)]
 unsafe fn drain_delayed_list<S: Os>(heap: *mut Heap<S>) {
     // SAFETY: the caller's heap is valid.
-    let mut block = unsafe { (*heap).delayed.take_all() } as *mut Block;
-    while !block.is_null() {
-        // SAFETY: blocks on the delayed list are used blocks of our pages, pushed with plain
+    let mut freed = unsafe { (*heap).delayed.take_all() };
+    while freed != 0 {
+        // SAFETY: pointers on the delayed list are live pointers of our pages, pushed with plain
         // links by `free_remote`; after the take the list is ours alone.
         unsafe {
-            let next = link_read(block as usize) as *mut Block;
-            let seg = Segment::of(block.cast());
-            let page = Segment::page_of(seg, block.cast());
-            free_owned(heap, page, block);
-            block = next;
+            let next = link_read(freed);
+            let seg = Segment::of(freed as *const u8);
+            let page = Segment::page_of(seg, freed as *const u8);
+            if !(*page).clear_live(freed) {
+                (*heap).arena.os.fatal(
+                    "free(): double free detected (block freed twice by other threads)",
+                    freed,
+                );
+            }
+            free_owned(heap, page, (*page).block_of(freed));
+            freed = next;
         }
     }
 }

@@ -10,15 +10,22 @@
 //! - `used + |free| + |local_free| == capacity`, where a block on `thread_free` still counts as
 //!   used until the owner collects it;
 //! - `capacity <= reserved`; blocks `capacity..reserved` have never been touched;
-//! - `flags == 0` iff the page is not in the full queue and holds no interior (aligned) pointers,
-//!   which is what lets the owner's free take its fast path;
+//! - `flags == 0` iff the slot holds a page that is not in the full queue and holds no interior
+//!   (aligned) pointers, which is what lets the owner's free take its fast path (a free slot has
+//!   `FLAG_UNASSIGNED`);
+//! - the live bitmap (one bit per 16-byte granule of the slot, see [`Page::live_word`]) has
+//!   exactly one bit set per used block: at the block's start, or at the aligned pointer `malloc`
+//!   returned inside it. A block on `thread_free` is still used, so its bit is still set; the
+//!   owner clears it when it collects the block. A free slot's bits are all clear.
 //! - every field but `thread_free` and `heap` is read and written by the owning thread only
 //!   (the page's heap, or the thread holding an abandoned segment it took off the list).
 //!
-//! Free-list links are stored XOR-ed with the page's random `key`, so a use-after-free write or a
-//! double free is caught before it can steer `malloc` to an arbitrary address.
+//! Free-list links are stored encoded with the page's two random keys (`encode`), so no stored
+//! word gives a key away; `malloc` checks every decoded link before it follows it, so a
+//! use-after-free write cannot steer it to an arbitrary address. Frees check the live bitmap,
+//! not the block, so whatever a freed block holds, freeing it again is caught.
 
-use crate::size_class::ALIGN;
+use crate::size_class::{ALIGN, SEGMENT_SHIFT};
 use crate::thread_free::{delayed, ThreadFree};
 use crate::util::list::{Linked, Links};
 use crate::util::sync::{link_read, AtomicU64, AtomicUsize, Ordering};
@@ -42,13 +49,55 @@ impl Block {
 pub const FLAG_IN_FULL: u8 = 1;
 /// `flags` bit: `malloc` handed out interior pointers of this page (aligned allocation).
 pub const FLAG_HAS_ALIGNED: u8 = 2;
+/// `flags` bit: the slot holds no page (so a free into it leaves the fast path).
+pub const FLAG_UNASSIGNED: u8 = 4;
+
+/// log2 of the live bitmap's granule: every block starts on a multiple of 16 bytes.
+pub const LIVE_GRANULE_SHIFT: usize = 4;
+/// log2 of the bytes of memory one live bitmap word covers.
+pub const LIVE_WORD_SHIFT: usize = LIVE_GRANULE_SHIFT + usize::BITS.trailing_zeros() as usize;
+
+/// Byte offset of the live bitmap word of address `p` from the bitmap of the segment at 0:
+/// a segment at `s` finds the word at `bitmap + live_word_offset(p) - live_word_offset(s)`.
+#[inline(always)]
+pub const fn live_word_offset(p: usize) -> usize {
+    (p >> LIVE_WORD_SHIFT) * core::mem::size_of::<usize>()
+}
+
+/// Rotation of the link encoding.
+const LINK_ROTATION: u32 = 23;
+
+/// The free-list link is corrupted: `block`'s link decoded to `link`, outside its segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CorruptLink {
+    /// The free block whose first word was overwritten.
+    pub block: usize,
+}
+
+#[cfg(test)]
+impl Page {
+    /// `pop_free` for tests: a corrupted link is `Err` (the list is left as it was).
+    unsafe fn try_pop(&mut self) -> Result<*mut u8, CorruptLink> {
+        extern crate std;
+        let head = self.free;
+        // SAFETY: per `pop_free`'s contract, which the tests keep.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+            self.pop_free(|bad| std::panic::panic_any(bad))
+        }));
+        r.map_err(|e| {
+            assert_eq!(self.free, head);
+            *e.downcast::<CorruptLink>().unwrap()
+        })
+    }
+}
 
 /// Most bytes linked into `free` in one extension: carving lazily keeps fresh pages untouched
 /// (and out of the resident set) until they are needed.
 const EXTEND_BYTES: usize = 16 * 1024;
 
 /// A page's metadata, stored in its segment's header. Cache-line aligned, so the fields the
-/// fast paths touch (`free`, `used`, `flags`, `key`, `local_free`) share one line.
+/// fast paths touch (`free`, `used`, `flags`, the keys, `local_free`, `live_bias`) share one
+/// line.
 #[repr(C, align(64))]
 pub struct Page {
     /// Blocks ready for `malloc` (encoded links).
@@ -61,19 +110,25 @@ pub struct Page {
     pub bin: u8,
     /// The slot holds a page of some heap (false: a free slot of its segment).
     pub assigned: bool,
-    /// Every block on `free` reads as zero: they were carved from memory that came zeroed
-    /// from the source and was never used (`pop_free` clears the link word).
+    /// Every block on `free` reads as zero but for its link word: they were carved from memory
+    /// that came zeroed from the source and was never used (`malloc_zeroed` clears the link).
     pub free_zeroed: bool,
-    /// The page's memory came zeroed and no block was carved from it before.
-    pub memory_zeroed: bool,
-    /// Key XOR-ed into free-list links.
+    /// First key of the free-list link encoding.
     pub key: usize,
     /// Blocks freed by the owning thread since the last collection (encoded links).
     pub local_free: *mut Block,
+    /// Second key of the free-list link encoding.
+    pub key2: usize,
+    /// Address of the segment's live bitmap minus `live_word_offset(segment)`, so that the
+    /// word of any address `p` of the segment is at `live_bias + live_word_offset(p)`. Set
+    /// when the segment is set up; it stays when the slot changes pages.
+    pub live_bias: usize,
     /// Blocks carved so far.
     pub capacity: u32,
     /// Blocks that fit in the page.
     pub reserved: u32,
+    /// The page's memory came zeroed and no block was carved from it before.
+    pub memory_zeroed: bool,
     /// `used` when the heap last accounted this page's live bytes (see `stats`).
     pub used_accounted: u32,
     /// Huge pages only: the size last asked for, which tells realloc's growth from shrinking.
@@ -136,13 +191,15 @@ impl Page {
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
         used: 0,
-        flags: 0,
+        flags: FLAG_UNASSIGNED,
         bin: 0,
         assigned: false,
         free_zeroed: false,
         memory_zeroed: false,
         key: 0,
         local_free: ptr::null_mut(),
+        key2: 0,
+        live_bias: 0,
         capacity: 0,
         reserved: 0,
         used_accounted: 0,
@@ -165,24 +222,104 @@ impl Page {
         self.published.store(w, Ordering::Relaxed);
     }
 
-    /// Encodes a link for storage in a free block.
+    /// Encodes a link for storage in a free block: XOR with one key, a rotation, and the other
+    /// key added, so that neither a link nor the end of a list (null) stores a key as it is.
     #[inline(always)]
     pub fn encode(&self, next: *mut Block) -> usize {
-        next as usize ^ self.key
+        (next as usize ^ self.key)
+            .rotate_left(LINK_ROTATION)
+            .wrapping_add(self.key2)
     }
 
     /// Decodes a link read from a free block.
     #[inline(always)]
     pub fn decode(&self, stored: usize) -> *mut Block {
-        (stored ^ self.key) as *mut Block
+        (stored.wrapping_sub(self.key2).rotate_right(LINK_ROTATION) ^ self.key) as *mut Block
     }
 
-    /// Pops a block from `free`; the caller checked that `free` is not empty.
+    /// The live bitmap word that holds the bit of address `p` (any address of the segment).
+    #[inline(always)]
+    pub fn live_word(&self, p: usize) -> &AtomicUsize {
+        debug_assert!(self.live_bias != 0, "page {:p} has no live bitmap", self);
+        // SAFETY: `live_bias` was set up by the segment so that every address of the segment
+        // maps to a word of its bitmap, which lives as long as the segment (and the page).
+        unsafe { &*((self.live_bias.wrapping_add(live_word_offset(p))) as *const AtomicUsize) }
+    }
+
+    /// The index of address `p`'s bit in its live bitmap word.
+    #[inline(always)]
+    pub fn live_index(p: usize) -> u32 {
+        ((p >> LIVE_GRANULE_SHIFT) & (usize::BITS as usize - 1)) as u32
+    }
+
+    /// The bit of address `p` in its live bitmap word.
+    #[inline(always)]
+    pub fn live_bit(p: usize) -> usize {
+        1usize << Self::live_index(p)
+    }
+
+    /// Whether bit `index` of live word `w` is set (written so that it compiles to a bit test).
+    #[inline(always)]
+    pub fn live_test(w: usize, index: u32) -> bool {
+        (w >> index) & 1 != 0
+    }
+
+    /// Whether `p` is a live pointer of this page (a used block's start, or the aligned pointer
+    /// `malloc` returned inside it). Any thread may ask; only the owner's answer is exact.
+    #[inline(always)]
+    pub fn is_live(&self, p: usize) -> bool {
+        p & (ALIGN - 1) == 0 && self.live_word(p).load(Ordering::Relaxed) & Self::live_bit(p) != 0
+    }
+
+    /// Records `p` as live (owner only).
+    #[inline(always)]
+    pub fn mark_live(&self, p: usize) {
+        let word = self.live_word(p);
+        let w = word.load(Ordering::Relaxed);
+        debug_assert!(w & Self::live_bit(p) == 0, "{:#x} is live already", p);
+        word.store(w | Self::live_bit(p), Ordering::Relaxed);
+    }
+
+    /// Clears `p`'s live bit (owner only); false if it was not set: `p` is not live.
+    #[inline(always)]
+    pub fn clear_live(&self, p: usize) -> bool {
+        let word = self.live_word(p);
+        let w = word.load(Ordering::Relaxed);
+        let bit = Self::live_bit(p);
+        word.store(w & !bit, Ordering::Relaxed);
+        w & bit != 0
+    }
+
+    /// Number of live bits in the page's block area (validation and tests).
+    pub fn live_count(&self) -> u32 {
+        let mut n = 0;
+        let mut p = self.start as usize;
+        while p < self.end() {
+            n += (self.live_word(p).load(Ordering::Relaxed) & Self::live_bit(p) != 0) as u32;
+            p += ALIGN;
+        }
+        n
+    }
+
+    /// Clears the live bits of `[from, to)` (whole words: the range is a page slot's area,
+    /// and no other page's bits share a word with it).
+    pub fn clear_live_range(&self, from: usize, to: usize) {
+        let mut p = from & !((1 << LIVE_WORD_SHIFT) - 1);
+        while p < to {
+            self.live_word(p).store(0, Ordering::Relaxed);
+            p += 1 << LIVE_WORD_SHIFT;
+        }
+    }
+
+    /// Pops a block from `free`; the caller checked that `free` is not empty. The link is
+    /// checked before it becomes the list's head: a link that leaves the block's segment (a
+    /// write after free) calls `corrupt` with the block, which must not return (it ends the
+    /// process).
     ///
     /// # Safety
     /// `self.free` is non-null and the page is owned by the calling thread.
     #[inline(always)]
-    pub unsafe fn pop_free(&mut self) -> *mut u8 {
+    pub unsafe fn pop_free<F: FnOnce(CorruptLink)>(&mut self, corrupt: F) -> *mut u8 {
         let block = self.free;
         debug_assert!(!block.is_null());
         debug_assert!(
@@ -191,13 +328,37 @@ impl Page {
             self,
             block
         );
-        // SAFETY: `block` is on this page's free list, so it is a free block of this page and its
-        // first word is an encoded link written by this page. Clearing the link keeps a block
-        // that the program never writes from looking like a free block to the double-free check.
-        unsafe {
-            self.free = self.decode((*block).next);
-            (*block).next = 0;
+        // SAFETY: `block` is on this page's free list (its link was checked when it became the
+        // head), so it is a free block of this page and its first word is an encoded link
+        // written by this page, or whatever a write after free left there.
+        let next = self.decode(unsafe { (*block).next });
+        if (next as usize ^ block as usize) >> SEGMENT_SHIFT != 0 {
+            return self.pop_last(block, next, corrupt);
         }
+        self.free = next;
+        self.mark_live(block as usize);
+        self.used += 1;
+        block.cast()
+    }
+
+    /// The rest of a pop whose link leaves the block's segment: the end of the list (null), or
+    /// a corrupted link. Cold and apart, so the pop's check is one test and one branch.
+    #[cold]
+    #[inline(never)]
+    fn pop_last<F: FnOnce(CorruptLink)>(
+        &mut self,
+        block: *mut Block,
+        next: *mut Block,
+        corrupt: F,
+    ) -> *mut u8 {
+        if !next.is_null() {
+            corrupt(CorruptLink {
+                block: block as usize,
+            });
+            unreachable!("the corrupt-link handler returned");
+        }
+        self.free = next;
+        self.mark_live(block as usize);
         self.used += 1;
         block.cast()
     }
@@ -235,6 +396,17 @@ impl Page {
         (self.start as usize + offset - offset % self.block_size) as *mut Block
     }
 
+    /// The block a live pointer of this page belongs to: itself, unless the page has handed
+    /// out aligned pointers inside blocks.
+    #[inline]
+    pub fn block_of(&self, p: usize) -> *mut Block {
+        if self.flags & FLAG_HAS_ALIGNED != 0 {
+            self.block_start(p)
+        } else {
+            p as *mut Block
+        }
+    }
+
     /// Sets the page up for blocks of `bin` between `start` and `end`; `zeroed` says the memory
     /// reads as zero.
     pub fn init(
@@ -250,17 +422,27 @@ impl Page {
         debug_assert!(block_size % ALIGN == 0 || bin == 0);
         let reserved = (end - start as usize) / block_size;
         debug_assert!(reserved >= 1, "page too small for its block size");
+        let live_bias = self.live_bias;
         *self = Page {
             thread_free: ThreadFree::new(delayed::NORMAL),
             ..Page::EMPTY
         };
+        self.live_bias = live_bias;
+        self.flags = 0;
         self.assigned = true;
         self.bin = bin as u8;
         self.block_size = block_size;
         self.start = start;
         self.reserved = reserved as u32;
-        self.key = key | 1; // never zero, so a zeroed word never decodes to null
+        self.key = key;
+        self.key2 = mix(key);
         self.memory_zeroed = zeroed;
+        if !zeroed {
+            // Earlier pages of the slot cleared their bits as their blocks were freed, but a
+            // segment reused without a purge may hold anything in its header.
+            self.clear_live_range(start as usize, end);
+        }
+        debug_assert!(self.live_count() == 0, "page {:p}: stale live bits", self);
     }
 
     /// Links up to [`EXTEND_BYTES`] of never-used blocks into `free`; returns how many.
@@ -299,20 +481,24 @@ impl Page {
     /// The caller owns the page.
     pub unsafe fn collect(&mut self) -> Result<u32, usize> {
         let mut collected = 0;
-        let mut block = self.thread_free.take_all() as *mut Block;
-        while !block.is_null() {
-            if collected >= self.used || !self.contains(block as usize) {
-                return Err(block as usize);
+        let mut freed = self.thread_free.take_all();
+        while freed != 0 {
+            // A remote free pushes the pointer the program freed: a block's start, or the
+            // aligned pointer inside it. Its live bit goes now; one that is clear was freed
+            // twice (by the owner and another thread, or by two others at once).
+            if collected >= self.used || !self.contains(freed) || !self.clear_live(freed) {
+                return Err(freed);
             }
-            // SAFETY: blocks on `thread_free` belong to this page; their first word is a plain
-            // link written by a remote free before it published the block. We took the list,
-            // so it is ours alone now.
-            let next = unsafe { link_read(block as usize) } as *mut Block;
+            // SAFETY: pointers on `thread_free` lie in blocks of this page; their first word is
+            // a plain link written by a remote free before it published them. We took the
+            // list, so it is ours alone now.
+            let next = unsafe { link_read(freed) };
+            let block = self.block_of(freed);
             // SAFETY: the block is ours and free.
             unsafe { (*block).next = self.encode(self.local_free) };
             self.local_free = block;
             collected += 1;
-            block = next;
+            freed = next;
         }
         debug_assert!(self.used >= collected);
         self.used -= collected;
@@ -427,6 +613,15 @@ impl Page {
     }
 }
 
+/// The second link key, drawn from the first (a bijective mix, so distinct pages keep distinct
+/// pairs).
+fn mix(key: usize) -> usize {
+    let mut x = key as u64;
+    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    (x ^ (x >> 33)) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,36 +630,60 @@ mod tests {
     #[repr(align(65536))]
     struct Area([u8; 65536]);
 
+    /// A page over a boxed 64 KiB area, with a live bitmap of its own.
+    fn test_page(area: &mut Area, bitmap: &[AtomicUsize]) -> Page {
+        let start = area.0.as_mut_ptr();
+        assert!(bitmap.len() * core::mem::size_of::<usize>() >= live_word_offset(65536));
+        let mut page = Page {
+            live_bias: (bitmap.as_ptr() as usize).wrapping_sub(live_word_offset(start as usize)),
+            ..Page::EMPTY
+        };
+        page.init(2, 32, start, start as usize + 65536, 0x1234_5678, false);
+        page
+    }
+
     #[test]
     fn extend_pop_free_and_collect() {
         let mut area = Box::new(Area([0; 65536]));
+        let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
         let start = area.0.as_mut_ptr();
-        let mut page = Page::EMPTY;
-        page.init(2, 32, start, start as usize + 65536, 0x1234_5678, false);
+        let mut page = test_page(&mut area, &bitmap);
         assert_eq!(page.reserved, 2048);
         // SAFETY: the test owns the page and its area, and follows the free-list protocol.
         unsafe {
             let n = page.extend();
             assert_eq!(n, 512);
-            let a = page.pop_free();
-            let b = page.pop_free();
+            let a = page.try_pop().unwrap();
+            let b = page.try_pop().unwrap();
             assert_eq!(a, start);
             assert_eq!(b as usize, start as usize + 32);
             assert_eq!(page.used, 2);
+            assert!(page.is_live(a as usize) && page.is_live(b as usize));
+            assert!(!page.is_live(a as usize + 16), "interior granule");
+            assert!(!page.is_live(a as usize + 8), "unaligned");
+            assert_eq!(page.live_count(), 2);
+            assert!(page.clear_live(a as usize));
+            assert!(
+                !page.clear_live(a as usize),
+                "a second clear reports the double free"
+            );
             page.push_local(a.cast());
             assert!(page.is_on_free_list(a.cast()));
             assert!(!page.is_on_free_list(b.cast()));
-            // A remote free.
+            // A remote free: the owner clears the live bit when it collects the block.
             assert_eq!(
                 page.thread_free.push(b as usize),
                 Ok(crate::thread_free::Pushed::Listed)
             );
+            assert!(page.is_live(b as usize));
             assert_eq!(page.collect(), Ok(1));
+            assert!(!page.is_live(b as usize));
+            assert_eq!(page.live_count(), 0);
             assert_eq!(page.used, 0);
             assert_eq!(page.free_len(), 512 - 2);
             // Drain `free`, then the local list comes back as the allocation list.
             while !page.free.is_null() {
-                page.pop_free();
+                page.try_pop().unwrap();
             }
             assert_eq!(page.take_local_free(), 2);
             assert_eq!(
@@ -472,6 +691,36 @@ mod tests {
                 "the collected remote free is first"
             );
             assert_eq!(page.block_start(b as usize + 17) as usize, b as usize);
+        }
+    }
+
+    #[test]
+    fn no_stored_link_is_a_key_and_corrupt_links_are_caught() {
+        let mut area = Box::new(Area([0; 65536]));
+        let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
+        let mut page = test_page(&mut area, &bitmap);
+        // SAFETY: the test owns the page and its area.
+        unsafe {
+            page.extend();
+            let words: std::vec::Vec<usize> = (0..512)
+                .map(|i| *(page.start.add(i * 32) as *const usize))
+                .collect();
+            assert!(!words.contains(&page.key) && !words.contains(&page.key2));
+            assert_eq!(page.decode(words[511]), ptr::null_mut(), "the list's end");
+            assert_eq!(
+                page.decode(page.encode(page.start.cast())),
+                page.start.cast()
+            );
+            // A write after free into the head block: the pop that would follow it fails.
+            let head = page.free;
+            *(head as *mut usize) = 44;
+            assert_eq!(
+                page.try_pop(),
+                Err(CorruptLink {
+                    block: head as usize
+                })
+            );
+            assert_eq!(page.free, head, "the list is left as it was");
         }
     }
 

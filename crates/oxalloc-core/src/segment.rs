@@ -23,7 +23,7 @@
 //! - `in_heap_list` is set iff the segment is in its owner's list of segments with free slots.
 
 use crate::os::OS_PAGE;
-use crate::page::Page;
+use crate::page::{live_word_offset, Page, LIVE_WORD_SHIFT};
 use crate::util::align::align_up;
 use crate::util::list::{Linked, Links};
 use crate::util::sync::{AtomicUsize, Ordering};
@@ -41,8 +41,7 @@ pub mod owner {
     pub const NO_THREAD: usize = usize::MAX;
 }
 
-/// log2 of [`SEGMENT_SIZE`].
-pub const SEGMENT_SHIFT: usize = 22;
+pub use crate::size_class::SEGMENT_SHIFT;
 /// Size and alignment of a segment.
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
 /// Mask that turns a pointer into its segment's address.
@@ -53,10 +52,11 @@ pub const SMALL_PAGE_SHIFT: usize = 16;
 pub const MEDIUM_PAGE_SHIFT: usize = 19;
 /// Page slots in a segment header (enough for small segments).
 pub const MAX_PAGES: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT;
-/// Bytes taken by the header at the start of every segment.
+/// Bytes taken by the header at the start of every segment (page metadata, then the live
+/// bitmap: 44 KiB on 64-bit targets, most of it resident only as far as pages are in use).
 pub const HEADER_SIZE: usize = align_up(core::mem::size_of::<Segment>(), OS_PAGE);
-// The header leaves most of the first small page for blocks.
-const _: () = assert!(HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 2);
+// The header leaves room for blocks in the first small page.
+const _: () = assert!(HEADER_SIZE <= (1 << SMALL_PAGE_SHIFT) * 3 / 4);
 
 /// Largest alignment a huge block can be given (its block must start in the first 4 MiB).
 pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
@@ -109,7 +109,14 @@ pub struct Segment {
     pub registry_links: Links<Segment>,
     /// Page metadata, `page_count` of them in use.
     pub pages: [Page; MAX_PAGES],
+    /// The live bitmap: one bit per 16 bytes of the segment, set while a used block starts
+    /// there (or `malloc` returned an aligned pointer there). Written by the owning thread,
+    /// read by any (see [`Page::live_word`]); huge segments leave it untouched.
+    pub live: [AtomicUsize; LIVE_WORDS],
 }
+
+/// Words of a segment's live bitmap.
+pub const LIVE_WORDS: usize = SEGMENT_SIZE >> LIVE_WORD_SHIFT;
 
 /// Marker of the lists through `Segment::owner_links`: a heap's segments with free slots, and
 /// the arena's abandoned segments (a segment is in at most one of them).
@@ -195,8 +202,14 @@ impl Segment {
             ptr::addr_of_mut!((*seg).owner_links).write(Links::UNLINKED);
             ptr::addr_of_mut!((*seg).registry_links).write(Links::UNLINKED);
             let pages = ptr::addr_of_mut!((*seg).pages).cast::<Page>();
+            // Every slot finds the segment's live bitmap through the same bias.
+            let live = ptr::addr_of_mut!((*seg).live) as usize;
+            let live_bias = live.wrapping_sub(live_word_offset(at as usize));
             for i in 0..page_count {
-                pages.add(i).write(Page::EMPTY);
+                pages.add(i).write(Page {
+                    live_bias,
+                    ..Page::EMPTY
+                });
             }
         }
         seg
@@ -321,12 +334,13 @@ impl SegmentMap {
     /// Whether a segment starts at the segment address of `p`.
     #[inline(always)]
     pub fn contains(&self, p: *const u8) -> bool {
-        // The word index is masked rather than range-checked: an address at or above 2^48 is
-        // not a user-space pointer on x86-64 or aarch64 (4-level paging), so aliasing it onto a
-        // lower word costs nothing real, and saves the fast path a test and a branch.
+        // Range-checked, not masked: a garbage pointer whose low 48 bits name a segment (a
+        // corrupted top byte) must not alias onto it, or `free` would read a header through a
+        // non-canonical address.
         let unit = p as usize >> SEGMENT_SHIFT;
-        let word = (unit / WORD_BITS) & (Self::WORDS - 1);
-        self.bits[word].load(Ordering::Relaxed) & 1usize.wrapping_shl(unit as u32) != 0
+        let word = unit / WORD_BITS;
+        word < Self::WORDS
+            && self.bits[word].load(Ordering::Relaxed) & 1usize.wrapping_shl(unit as u32) != 0
     }
 
     /// Records a segment; returns false if its address is outside the map.

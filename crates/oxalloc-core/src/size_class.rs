@@ -22,6 +22,9 @@ pub const SMALL_MAX: usize = 8 * 1024;
 pub const MEDIUM_MAX: usize = 128 * 1024;
 /// Number of bins, counting the unused bin 0.
 pub const BIN_COUNT: usize = 49;
+/// log2 of the size (and alignment) of a segment, the 4 MiB unit pages are carved from (the
+/// segment layout is in `segment`; pages need the unit to check their links).
+pub const SEGMENT_SHIFT: usize = 22;
 /// Requests up to this size index the heap's direct page table (`(size + 15) / 16`).
 pub const DIRECT_MAX: usize = 1024;
 /// Entries of the direct page table.

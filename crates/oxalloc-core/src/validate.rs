@@ -3,7 +3,8 @@
 //! with the first one broken.
 //!
 //! Checked: each page's equation `used + |free| + |local_free| == capacity` (a block on
-//! `thread_free` counts as used until collected) and bounds; the page queues' links and the
+//! `thread_free` counts as used until collected) and bounds; that the live bitmap has one bit
+//! per used block (`live_count == used`); the page queues' links and the
 //! direct table (`PageQueues::check`); the heap's lists of segments with free slots (links, and
 //! that each is owned by the heap and has a free slot); every queued page belongs to the heap.
 
@@ -39,6 +40,14 @@ pub unsafe fn check_page(page: &Page) {
         free,
         local,
         page.capacity
+    );
+    assert_eq!(
+        page.live_count(),
+        page.used,
+        "page {:p}: live bits {} != used {}",
+        page,
+        page.live_count(),
+        page.used
     );
 }
 

@@ -151,6 +151,18 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     unsafe { core_alloc::usable_size(&ARENA, p) }
 }
 
+/// Checks the size a sized free was given (`free_sized`, C++ sized delete) against the block
+/// at `p`, ending the process with a message naming `p` when the block cannot have been
+/// allocated with it; `exact_class` is false for aligned allocations, whose block may be
+/// larger than the size asked for (only an oversized `size` is caught then).
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+pub unsafe fn check_free_size(p: *const u8, size: usize, exact_class: bool) {
+    // SAFETY: per the contract.
+    unsafe { core_alloc::check_free_size(&ARENA, p, size, exact_class) }
+}
+
 /// A snapshot of the allocator's statistics: exact for the calling thread's heap and for the
 /// memory of threads that have exited; other running threads' heaps count as of their last
 /// slow path.
