@@ -32,7 +32,7 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
         return;
     }
     if !SEGMENT_MAP.contains(p) {
-        return free_invalid(arena, p);
+        return free_invalid(p, arena);
     }
     // SAFETY: the map says a segment header is at the masked address.
     unsafe {
@@ -43,29 +43,28 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
             // Every path that is not the plain push below is a tail call, so this path needs
             // no stack frame.
             if p as usize & (ALIGN - 1) != 0 {
-                return free_generic(arena, seg, page, p, tid);
+                return free_generic(p, tid, seg, page, arena);
             }
             let word = (*page).live_word(p as usize);
             let w = word.load(Ordering::Relaxed);
-            let index = Page::live_index(p as usize);
-            if !Page::live_test(w, index) {
-                return free_generic(arena, seg, page, p, tid);
+            let cleared = w & !Page::live_bit(p as usize);
+            if cleared == w {
+                return free_generic(p, tid, seg, page, arena);
             }
-            // The bit is set, so flipping it clears it.
-            word.store(w ^ (1 << index), Ordering::Relaxed);
+            word.store(cleared, Ordering::Relaxed);
             (*page).push_local(p as *mut Block);
             if (*page).used == 0 {
                 return retire_owned::<S>(page);
             }
             return;
         }
-        free_generic(arena, seg, page, p, tid)
+        free_generic(p, tid, seg, page, arena)
     }
 }
 
 #[cold]
 #[inline(never)]
-fn free_invalid<S: Os>(arena: &Arena<S>, p: *mut u8) {
+fn free_invalid<S: Os>(p: *mut u8, arena: &Arena<S>) {
     arena.os.fatal(
         "free(): invalid pointer (not allocated by oxalloc, or already released)",
         p as usize,
@@ -94,11 +93,11 @@ fn not_live<S: Os>(arena: &Arena<S>, page: &Page, p: *mut u8) -> ! {
 #[cold]
 #[inline(never)]
 unsafe fn free_generic<S: Os>(
-    arena: &Arena<S>,
-    seg: *mut Segment,
-    page: *mut Page,
     p: *mut u8,
     tid: usize,
+    seg: *mut Segment,
+    page: *mut Page,
+    arena: &Arena<S>,
 ) {
     // SAFETY: `seg` is a registered segment (checked by the caller) and `page` is one of its
     // page slots.

@@ -78,6 +78,10 @@ pub enum SegmentKind {
 pub struct Segment {
     /// Owning thread's id, or one of the [`owner`] values.
     pub thread_id: AtomicUsize,
+    /// The page that holds each 64 KiB slot of the segment (a medium page holds eight, a
+    /// huge one all): `free` finds a pointer's page with one load and no arithmetic on the
+    /// page size. Set when the segment is set up; never changes.
+    pub page_of_slot: [*mut Page; MAX_PAGES],
     /// log2 of the page size; pointer-to-page is `(p - segment) >> page_shift`.
     pub page_shift: usize,
     /// What the pages hold.
@@ -153,15 +157,20 @@ impl Segment {
     /// `seg` is a valid segment and `p` lies in it.
     #[inline(always)]
     pub unsafe fn page_of(seg: *mut Segment, p: *const u8) -> *mut Page {
-        // SAFETY: per the contract the header is valid to read.
-        let (shift, count) = unsafe { ((*seg).page_shift, (*seg).page_count) };
-        // `wrapping_shr`: the shift is below 64 by construction, and x86's shift masks anyway.
-        let index = (p as usize - seg as usize).wrapping_shr(shift as u32);
-        debug_assert!(index < count, "{:p} is past the pages of {:p}", p, seg);
-        // SAFETY: `p` lies in this segment, so `index < page_count <= MAX_PAGES` (checked above
-        // in debug builds): small pages divide the segment into exactly MAX_PAGES, medium ones
-        // into fewer, and a huge segment's shift makes every index 0.
-        unsafe { ptr::addr_of_mut!((*seg).pages).cast::<Page>().add(index) }
+        let slot = (p as usize >> SMALL_PAGE_SHIFT) & (MAX_PAGES - 1);
+        debug_assert!(
+            (p as usize - seg as usize) < SEGMENT_SIZE,
+            "{:p} is past the first 4 MiB of {:p}",
+            p,
+            seg
+        );
+        // SAFETY: per the contract the header is valid to read; `slot < MAX_PAGES`, and every
+        // entry was set to one of the segment's pages when it was set up.
+        unsafe {
+            *ptr::addr_of!((*seg).page_of_slot)
+                .cast::<*mut Page>()
+                .add(slot)
+        }
     }
 
     /// Page size for a kind.
@@ -210,6 +219,14 @@ impl Segment {
                     live_bias,
                     ..Page::EMPTY
                 });
+            }
+            let slots = ptr::addr_of_mut!((*seg).page_of_slot).cast::<*mut Page>();
+            for slot in 0..MAX_PAGES {
+                let index = match kind {
+                    SegmentKind::Huge => 0,
+                    _ => slot >> (page_shift - SMALL_PAGE_SHIFT),
+                };
+                slots.add(slot).write(pages.add(index));
             }
         }
         seg
