@@ -40,6 +40,26 @@ fn stress_threads_cross_frees_churn_and_fork() {
     );
 }
 
+/// Heap addresses change from run to run (the first mmap hint is random), so ASLR covers the
+/// heap too.
+#[test]
+fn heap_addresses_differ_between_runs() {
+    let bin = compile("heap_address.c", false);
+    let runs: Vec<String> = (0..4)
+        .map(|_| {
+            let out = run_preloaded(&bin, &[], &[]);
+            assert!(out.status.success(), "heap_address.c: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&String> = runs.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        runs.len(),
+        "the same heap addresses in two runs: {runs:?}"
+    );
+}
+
 #[test]
 fn early_startup_dlsym_and_thread_destructors() {
     let bin = compile("early.c", false);

@@ -437,12 +437,15 @@ impl Page {
         self.key = key;
         self.key2 = mix(key);
         self.memory_zeroed = zeroed;
-        if !zeroed {
-            // Earlier pages of the slot cleared their bits as their blocks were freed, but a
-            // segment reused without a purge may hold anything in its header.
-            self.clear_live_range(start as usize, end);
+        // A huge block (bin 0) has no live bits: its segment's bitmap is never used.
+        if bin != 0 {
+            if !zeroed {
+                // Earlier pages of the slot cleared their bits as their blocks were freed, but
+                // a segment reused without a purge may hold anything in its header.
+                self.clear_live_range(start as usize, end);
+            }
+            debug_assert!(self.live_count() == 0, "page {:p}: stale live bits", self);
         }
-        debug_assert!(self.live_count() == 0, "page {:p}: stale live bits", self);
     }
 
     /// Links up to [`EXTEND_BYTES`] of never-used blocks into `free`; returns how many.

@@ -1,15 +1,27 @@
 //! Anonymous mmap. Aligned mappings first try a hint address right after the previous aligned
 //! mapping (one system call when the address space there is free), and otherwise map
-//! `size + align` and trim both ends.
+//! `size + align` and trim both ends. The first hint is random (drawn from `getrandom` when the
+//! process maps its first segment), so the heap's addresses change from run to run as ASLR
+//! intends.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use oxalloc_core::os::{Mapping, OS_PAGE};
 
-/// Where aligned mappings are hinted first: well above the program's usual mappings.
+/// Where aligned mappings are hinted: well above the program's usual mappings.
 const HINT_START: usize = 0x0200_0000_0000; // 2 TiB
+/// The first hint lies below this, at a random multiple of [`HINT_GRANULE`] from the start.
+const HINT_RANDOM_END: usize = 0x2000_0000_0000; // 32 TiB
+/// Granule of the first hint: a segment (4 MiB), so hints stay aligned for segments.
+const HINT_GRANULE: usize = 1 << 22;
 /// Hints stop here and the trimming path takes over.
 const HINT_END: usize = 0x4000_0000_0000; // 64 TiB
+
+/// A random first hint: one of the 7.5 million segment-aligned addresses between 2 and 32 TiB.
+fn random_hint() -> usize {
+    let slots = (HINT_RANDOM_END - HINT_START) / HINT_GRANULE;
+    HINT_START + (crate::sys::random_word() % slots) * HINT_GRANULE
+}
 
 /// The mmap source.
 pub struct Mmap {
@@ -17,11 +29,22 @@ pub struct Mmap {
 }
 
 impl Mmap {
-    /// A new source.
+    /// A new source (its first hint is drawn when it first maps).
     pub const fn new() -> Self {
         Mmap {
-            hint: AtomicUsize::new(HINT_START),
+            hint: AtomicUsize::new(0),
         }
+    }
+
+    /// The next hint for `span` bytes; the first call draws the random start.
+    fn next_hint(&self, span: usize) -> usize {
+        if self.hint.load(Ordering::Relaxed) == 0 {
+            // Two threads racing here both draw; the first to store wins.
+            let _ =
+                self.hint
+                    .compare_exchange(0, random_hint(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+        self.hint.fetch_add(span, Ordering::Relaxed)
     }
 
     fn raw_map(addr: usize, size: usize) -> Option<*mut u8> {
@@ -55,7 +78,7 @@ impl Mmap {
         }
         // 1. A hinted address, aligned by construction.
         let span = (size + align - 1) & !(align - 1);
-        let hint = self.hint.fetch_add(span, Ordering::Relaxed);
+        let hint = self.next_hint(span);
         if hint + span <= HINT_END && hint % align == 0 {
             if let Some(p) = Self::raw_map(hint, size) {
                 if p as usize % align == 0 {
