@@ -60,6 +60,20 @@ fn heap_addresses_differ_between_runs() {
     );
 }
 
+/// Secure mode puts a guard page after each segment's metadata and after each huge block;
+/// default mode none.
+#[test]
+fn secure_mode_has_guard_pages() {
+    let bin = compile("guard_pages.c", false);
+    let run = |env: &[(&str, &str)]| {
+        let out = run_preloaded(&bin, &[], env);
+        assert!(out.status.success(), "guard_pages.c: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(run(&[]), "SEGMENT 0 HUGE 0");
+    assert_eq!(run(&[("OXALLOC_SECURE", "1")]), "SEGMENT 1 HUGE 1");
+}
+
 #[test]
 fn early_startup_dlsym_and_thread_destructors() {
     let bin = compile("early.c", false);

@@ -61,6 +61,15 @@ fn python3_workload() {
     });
     with.stderr.clear();
     assert_same("python3 on brk", (plain, with));
+    // And in secure mode.
+    assert_same(
+        "python3 in secure mode",
+        both(|| {
+            let mut c = Command::new("python3");
+            c.arg(&script).env("OXALLOC_SECURE", "1");
+            c
+        }),
+    );
 }
 
 #[test]
@@ -166,16 +175,21 @@ fn sqlite3_on_100k_rows() {
         delete from t where id % 3 = 0;
         vacuum;
         select count(*) from t;";
-    for tag in ["plain", "ox"] {
+    for tag in ["plain", "ox", "secure"] {
         let _ = std::fs::remove_file(out_dir().join(format!("{tag}.db")));
     }
     let run = |tag: &str| {
         let mut c = Command::new("sqlite3");
         c.arg(out_dir().join(format!("{tag}.db"))).arg(sql);
-        if tag == "ox" {
+        if tag != "plain" {
             c.env("LD_PRELOAD", lib());
+        }
+        if tag == "secure" {
+            c.env("OXALLOC_SECURE", "1");
         }
         c.output().expect("sqlite3 is needed: see .ci/run")
     };
-    assert_same("sqlite3", (run("plain"), run("ox")));
+    let plain = run("plain");
+    assert_same("sqlite3", (plain.clone(), run("ox")));
+    assert_same("sqlite3 in secure mode", (plain, run("secure")));
 }

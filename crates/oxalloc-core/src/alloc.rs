@@ -16,7 +16,8 @@ use crate::huge::{huge_alloc, huge_realloc};
 use crate::os::{Os, OS_PAGE};
 use crate::page::{CorruptLink, Page, FLAG_HAS_ALIGNED};
 use crate::page_life::{find_page, refill};
-use crate::segment::{owner, Segment, SegmentKind, SEGMENT_MAP};
+use crate::secure::{self, TRAILER};
+use crate::segment::{owner, Segment, SegmentKind, MAX_ALIGN, SEGMENT_MAP};
 use crate::size_class::{bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
 use crate::util::align::align_up;
 use core::ptr;
@@ -64,6 +65,18 @@ pub unsafe fn malloc_fast<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 pub unsafe fn malloc_slow<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
+    // SAFETY: the caller's heap is valid and ours.
+    unsafe {
+        if (*heap).secure != 0 {
+            return malloc_secure(heap, size, ALIGN, false);
+        }
+        malloc_refill(heap, size)
+    }
+}
+
+/// `malloc_slow` of default mode (and the block source of secure mode).
+#[inline(always)]
+unsafe fn malloc_refill<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
     // A sentinel heap has empty queues and no delayed frees, so it falls through too.
     // SAFETY: the caller's heap is valid and ours; pages in our queues are ours.
     unsafe {
@@ -145,11 +158,123 @@ unsafe fn huge<S: Os>(heap: *mut Heap<S>, size: usize, align: usize, zero: bool)
     }
 }
 
+/// Secure mode's allocation of every kind: `size` bytes (aligned to `align`, zeroed if
+/// `zero`) in a block with room for the trailer, checked to hold the fill of a freed block,
+/// then sealed (see `secure`). Null when out of memory.
+///
+/// # Safety
+/// As for [`malloc`], on a secure heap.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_secure<S: Os>(
+    heap: *mut Heap<S>,
+    size: usize,
+    align: usize,
+    zero: bool,
+) -> *mut u8 {
+    let Some(sealed) = size.checked_add(TRAILER) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: (the whole body) the caller's heap is valid and ours; a block we get is ours.
+    unsafe {
+        // Small alignments are natural; larger ones take the padded or the huge way.
+        let natural = sealed.max(align);
+        let (p, padded) = if align <= ALIGN
+            || (align <= OS_PAGE && natural <= MEDIUM_MAX && bin_size(bin_of(natural)) % align == 0)
+        {
+            (malloc_refill(heap, natural), natural)
+        } else {
+            match sealed.checked_add(align - ALIGN) {
+                Some(padded) if padded <= MEDIUM_MAX => (malloc_refill(heap, padded), padded),
+                _ => (huge(heap, sealed, align, false), sealed),
+            }
+        };
+        if p.is_null() {
+            return p;
+        }
+        let seg = Segment::of(p);
+        let page = Segment::page_of(seg, p);
+        let huge_block = (*seg).kind == SegmentKind::Huge;
+        let len = sealed_len(&*page, huge_block);
+        if !huge_block && secure::check_fill(p, len, (*page).secure_level()).is_err() {
+            (*heap).arena.os.fatal(
+                "malloc(): write after free detected (a freed block was written)",
+                p as usize,
+            );
+        }
+        let aligned = align_up(p as usize, align) as *mut u8;
+        debug_assert!(aligned as usize + size + TRAILER <= p as usize + padded.max(len));
+        if aligned != p {
+            (*page).flags |= FLAG_HAS_ALIGNED;
+            (*page).clear_live(p as usize);
+            (*page).mark_live(aligned as usize);
+        }
+        secure::seal(&*page, p, len, aligned as usize - p as usize + size);
+        if zero {
+            ptr::write_bytes(aligned, 0, size);
+        }
+        aligned
+    }
+}
+
+/// How many bytes of a secure block the seal covers: the block, or for a huge block the size
+/// it was allocated with (its mapping may be much larger).
+#[inline]
+fn sealed_len(page: &Page, huge: bool) -> usize {
+    if huge {
+        page.requested
+    } else {
+        page.block_size
+    }
+}
+
+/// The calling thread's real heap: `heap`, or for the sentinel the heap the front end binds
+/// (null when out of memory). The calls that do not start on `malloc`'s fast path bind first,
+/// so they see the heap's mode.
+///
+/// # Safety
+/// As for [`malloc`].
+#[inline]
+unsafe fn bound<S: Os>(heap: *mut Heap<S>) -> *mut Heap<S> {
+    // SAFETY: the caller's heap is valid; the binder returns a bound heap or null.
+    unsafe {
+        if (*heap).is_sentinel() {
+            bind_sentinel(heap)
+        } else {
+            heap
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn bind_sentinel<S: Os>(heap: *mut Heap<S>) -> *mut Heap<S> {
+    // SAFETY: as for `bound`.
+    unsafe {
+        let h = ((*heap).bind)();
+        if h.is_null() || (*h).is_sentinel() {
+            ptr::null_mut()
+        } else {
+            h
+        }
+    }
+}
+
 /// Allocates `size` zeroed bytes.
 ///
 /// # Safety
 /// As for [`malloc`].
 pub unsafe fn malloc_zeroed<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
+    // SAFETY: same caller contract.
+    let heap = unsafe { bound(heap) };
+    if heap.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the heap is valid.
+    if unsafe { (*heap).secure } != 0 {
+        // SAFETY: same caller contract.
+        return unsafe { malloc_secure(heap, size, ALIGN, true) };
+    }
     if size > MEDIUM_MAX {
         // SAFETY: same caller contract.
         return unsafe { huge(heap, size, ALIGN, true) };
@@ -188,6 +313,16 @@ pub unsafe fn malloc_aligned<S: Os>(
     debug_assert!(align.is_power_of_two());
     // SAFETY: (the whole body) the same caller contract as `malloc`.
     unsafe {
+        let heap = bound(heap);
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+        if (*heap).secure != 0 {
+            if align > MAX_ALIGN {
+                return ptr::null_mut();
+            }
+            return malloc_secure(heap, size, align, zero);
+        }
         if align <= ALIGN {
             return if zero {
                 malloc_zeroed(heap, size)
@@ -239,8 +374,22 @@ pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) ->
         if p.is_null() {
             return malloc(heap, new_size);
         }
+        let heap = bound(heap);
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
         let usable = usable_size((*heap).arena, p);
         let seg = Segment::of(p);
+        if (*heap).secure != 0 {
+            // Secure mode always moves: the seal covers the old size, and a moved block
+            // leaves the old one to the checks of free.
+            let q = malloc(heap, new_size);
+            if !q.is_null() {
+                ptr::copy_nonoverlapping(p, q, usable.min(new_size));
+                free((*heap).arena, p, (*heap).thread_id);
+            }
+            return q;
+        }
         if (*seg).kind == SegmentKind::Huge && new_size > MEDIUM_MAX {
             let q = huge_realloc((*heap).arena, seg, usable, new_size);
             if !q.is_null() {
@@ -294,21 +443,30 @@ pub unsafe fn usable_size<S: Os>(arena: &Arena<S>, p: *const u8) -> usize {
     unsafe {
         let seg = Segment::of(p);
         let page = &*Segment::page_of(seg, p);
-        if (*seg).kind == SegmentKind::Huge {
+        let huge_block = (*seg).kind == SegmentKind::Huge;
+        if huge_block {
             if !page.assigned || !page.contains(p as usize) {
                 arena
                     .os
                     .fatal("malloc_usable_size(): invalid pointer", p as usize);
             }
-            return page.start as usize + page.block_size - p as usize;
-        }
-        if !page.assigned || !page.contains(p as usize) || !page.is_live(p as usize) {
+        } else if !page.assigned || !page.contains(p as usize) || !page.is_live(p as usize) {
             arena.os.fatal(
                 "malloc_usable_size(): invalid pointer (not a live block)",
                 p as usize,
             );
         }
-        page.block_of(p as usize) as usize + page.block_size - p as usize
+        let block = if huge_block {
+            page.start as usize
+        } else {
+            page.block_of(p as usize) as usize
+        };
+        if secure::is_secure(page) {
+            // The program's bytes only: the canary and the trailer follow them.
+            return block + secure::sealed_end(block as *const u8, sealed_len(page, huge_block))
+                - p as usize;
+        }
+        block + page.block_size - p as usize
     }
 }
 

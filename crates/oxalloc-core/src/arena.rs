@@ -16,9 +16,9 @@
 //!   segments, huge blocks and cached spans).
 
 use crate::options::{self, Opt};
-use crate::os::{Mapping, Os};
+use crate::os::{Mapping, Os, OS_PAGE};
 use crate::segment::{
-    owner, InOwnerList, InRegistry, Segment, SegmentKind, SEGMENT_MAP, SEGMENT_SIZE,
+    owner, InOwnerList, InRegistry, Segment, SegmentKind, HEADER_SIZE, SEGMENT_MAP, SEGMENT_SIZE,
 };
 use crate::span_cache::{Span, SpanCache, CACHE_SPAN_MAX};
 use crate::stats::GlobalCounters;
@@ -55,6 +55,8 @@ pub struct Arena<S: Os + 'static> {
     next_decay_ms: AtomicU64,
     /// Segments in the abandoned list, mirrored out of its lock for the purge clock.
     abandoned_now: AtomicUsize,
+    /// The `OXALLOC_SECURE` level heaps and huge blocks are made with (see `secure`).
+    secure: AtomicUsize,
 }
 
 // SAFETY: all mutable state is behind spin locks or atomics; raw pointers in it refer to
@@ -78,7 +80,20 @@ impl<S: Os + 'static> Arena<S> {
             cache_dirty: AtomicUsize::new(0),
             next_decay_ms: AtomicU64::new(0),
             abandoned_now: AtomicUsize::new(0),
+            secure: AtomicUsize::new(0),
         }
+    }
+
+    /// Sets the `OXALLOC_SECURE` level (see `secure::level`) for heaps created from now on and
+    /// for huge blocks; the front end does it at start-up, before the first heap.
+    pub fn set_secure(&self, level: usize) {
+        self.secure.store(level, Ordering::Relaxed);
+    }
+
+    /// The `OXALLOC_SECURE` level.
+    #[inline]
+    pub fn secure(&self) -> usize {
+        self.secure.load(Ordering::Relaxed)
     }
 
     /// The purge clock, called from heaps' slow paths every few page refills: when the span
@@ -307,12 +322,33 @@ impl<S: Os + 'static> Arena<S> {
         };
         // SAFETY: `at` is a segment-aligned range of at least SEGMENT_SIZE bytes that we own.
         let seg = unsafe { Segment::init(at, kind, size, zeroed) };
+        if self.secure() != 0 {
+            // SAFETY: the range is ours; the guard page lies between the header and page 0.
+            unsafe { self.guard_segment(seg, at, size) };
+        }
         if !self.register(seg) {
             // SAFETY: the mapping is ours and unused.
             unsafe { self.unmap(at, size) };
             return ptr::null_mut();
         }
         seg
+    }
+
+    /// Secure mode: makes the span `at..at+size` accessible again (a cached span may hold an
+    /// old guard page anywhere) and puts a guard page after the header of `seg`, a small or
+    /// medium segment set up there.
+    ///
+    /// # Safety
+    /// The span is ours, and `seg` was just set up at `at`.
+    #[cold]
+    unsafe fn guard_segment(&self, seg: *mut Segment, at: *mut u8, size: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            let at = NonNull::new_unchecked(at);
+            self.os.protect(at, size, true);
+            let guard = NonNull::new_unchecked(at.as_ptr().add(HEADER_SIZE));
+            (*seg).guard = self.os.protect(guard, OS_PAGE, false);
+        }
     }
 
     /// Takes back a small or medium segment with no page in use, into the span cache.

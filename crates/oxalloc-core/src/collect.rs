@@ -2,12 +2,12 @@
 //! threads freed into its pages and releases every page that is free (the last page of a size
 //! class too), reclaims every abandoned segment (so blocks freed after their thread exited
 //! release their pages), purges the free page slots of its segments, and the arena unmaps its
-//! cached spans.
+//! cached spans. Secure mode's quarantine is emptied first.
 //!
 //! Other threads' heaps are not touched: only their owners may change them.
 
 use crate::arena::Arena;
-use crate::free::drain_delayed;
+use crate::free::{drain_delayed, flush_quarantine};
 use crate::heap::Heap;
 use crate::os::Os;
 use crate::page::FLAG_IN_FULL;
@@ -28,6 +28,7 @@ pub unsafe fn collect<S: Os>(heap: Option<*mut Heap<S>>, arena: &Arena<S>) -> us
         // SAFETY: the caller owns the heap, its pages and its segments.
         unsafe {
             drain_delayed(heap);
+            flush_quarantine(heap);
             for q in 0..=FULL {
                 let mut page = (*heap).pages.queues[q].first();
                 while !page.is_null() {

@@ -13,7 +13,8 @@ use crate::huge::huge_free;
 use crate::os::Os;
 use crate::page::{Block, Page, FLAG_IN_FULL};
 use crate::page_life::{retire, unfull};
-use crate::segment::{Segment, SegmentKind, SEGMENT_MAP};
+use crate::secure;
+use crate::segment::{owner, Segment, SegmentKind, SEGMENT_MAP};
 use crate::size_class::ALIGN;
 use crate::thread_free::Pushed;
 use crate::util::sync::{link_read, Ordering};
@@ -103,19 +104,109 @@ unsafe fn free_generic<S: Os>(
     // page slots.
     unsafe {
         if (*seg).kind == SegmentKind::Huge {
+            let pg = &*page;
+            let live = (*seg).thread_id.load(Ordering::Acquire) == owner::HUGE_LIVE;
+            if secure::is_secure(pg) && p == pg.start && live {
+                check_seal(arena, pg, p, pg.requested, false);
+            }
             return huge_free(arena, seg, p);
         }
         let pg = &*page;
         if !pg.assigned || !pg.contains(p as usize) || !pg.is_live(p as usize) {
             not_live(arena, pg, p);
         }
-        if (*seg).thread_id.load(Ordering::Relaxed) == tid {
+        let block = pg.block_of(p as usize);
+        let owner = (*seg).thread_id.load(Ordering::Relaxed) == tid;
+        if secure::is_secure(pg) {
+            check_seal(arena, pg, block.cast(), pg.block_size, !owner);
+            secure::fill(block.cast(), pg.block_size, pg.secure_level());
+        }
+        if owner {
             pg.clear_live(p as usize);
             let heap = pg.heap.load(Ordering::Relaxed) as *mut Heap<S>;
-            free_owned(heap, page, pg.block_of(p as usize));
+            if secure::is_secure(pg) {
+                return quarantine(heap, block);
+            }
+            free_owned(heap, page, block);
         } else {
             free_remote(arena, pg, p);
         }
+    }
+}
+
+/// Secure mode: ends the process if the seal of the block being freed was overwritten. A
+/// block that holds the fill of a freed block instead was freed already, by another thread
+/// whose free is still on its way to the owner (`remote`: so is this one): a double free.
+///
+/// # Safety
+/// `block` is a used block of `page`, `len` bytes long.
+#[cold]
+unsafe fn check_seal<S: Os>(
+    arena: &Arena<S>,
+    page: &Page,
+    block: *mut u8,
+    len: usize,
+    remote: bool,
+) {
+    // SAFETY: per the contract.
+    if unsafe { secure::check(page, block, len) }.is_err() {
+        // SAFETY: as above.
+        let freed = unsafe { secure::check_fill(block, len, page.secure_level()) }.is_ok();
+        let what = match (freed, remote) {
+            (true, true) => "free(): double free detected (block freed twice by other threads)",
+            (true, false) => "free(): double free detected",
+            _ => {
+                "free(): heap overflow detected (the bytes past the block's size were overwritten)"
+            }
+        };
+        arena.os.fatal(what, block as usize);
+    }
+}
+
+/// Secure mode: the owner's freed block waits in the heap's quarantine; the one that waited
+/// longest is freed for real.
+///
+/// # Safety
+/// `block` is a block of one of `heap`'s pages whose live bit is already clear; the calling
+/// thread owns the heap.
+unsafe fn quarantine<S: Os>(heap: *mut Heap<S>, block: *mut Block) {
+    // SAFETY: per the contract; quarantined blocks are blocks of our pages that nobody uses.
+    unsafe {
+        if let Some(old) = (*heap).quarantine.push(block as usize) {
+            release_quarantined(heap, old);
+        }
+    }
+}
+
+/// Secure mode: frees every block waiting in the heap's quarantine (thread exit, trim).
+///
+/// # Safety
+/// The calling thread owns `heap`.
+pub(crate) unsafe fn flush_quarantine<S: Os>(heap: *mut Heap<S>) {
+    // SAFETY: per the contract; see `quarantine`.
+    unsafe {
+        let mut q = core::mem::take(&mut (*heap).quarantine);
+        q.drain(|old| release_quarantined(heap, old));
+    }
+}
+
+/// Frees a block that leaves the quarantine, after checking that nothing wrote to it while
+/// it waited (a write after free).
+///
+/// # Safety
+/// As for `quarantine`, for a block that was in the quarantine.
+unsafe fn release_quarantined<S: Os>(heap: *mut Heap<S>, old: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let page = Segment::page_of(Segment::of(old as *const u8), old as *const u8);
+        if secure::check_fill(old as *const u8, (*page).block_size, (*page).secure_level()).is_err()
+        {
+            (*heap).arena.os.fatal(
+                "free(): write after free detected (a block in quarantine was written)",
+                old,
+            );
+        }
+        free_owned(heap, page, old as *mut Block);
     }
 }
 

@@ -22,6 +22,7 @@ use crate::arena::Arena;
 use crate::os::{Os, OS_PAGE};
 use crate::page::Page;
 use crate::page_queue::{PageQueue, PageQueues, FULL};
+use crate::secure::Quarantine;
 use crate::segment::{InOwnerList, Segment};
 use crate::stats::HeapCounters;
 use crate::thread_free::DelayedList;
@@ -64,6 +65,10 @@ pub struct Heap<S: Os + 'static> {
     pub(crate) dirty_slots: bool,
     /// When the heap's next purge epoch begins (the source's milliseconds).
     pub(crate) next_purge_ms: u64,
+    /// The heap's `OXALLOC_SECURE` level (from its arena when it was created; 0: default mode).
+    pub(crate) secure: usize,
+    /// Secure mode: blocks freed by the owner, waiting before they are reused.
+    pub(crate) quarantine: Quarantine,
 }
 
 /// What the registry's pool is made of: a heap, and beside it (outside the memory its owner
@@ -103,6 +108,8 @@ impl<S: Os + 'static> Heap<S> {
             refills: 0,
             dirty_slots: false,
             next_purge_ms: 0,
+            secure: 0,
+            quarantine: Quarantine::new(),
         }
     }
 
@@ -199,6 +206,8 @@ impl<S: Os + 'static> HeapRegistry<S> {
             heap.write(Heap::sentinel(arena, bind));
             (*heap).thread_id = thread_id;
             (*heap).key = heap_key(secret, heap as usize, thread_id, n);
+            (*heap).secure = arena.secure();
+            (*heap).pages.secure = (*heap).secure != 0;
             lists.live.push_front(slot);
             heap
         }

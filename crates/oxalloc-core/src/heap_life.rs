@@ -4,7 +4,7 @@
 //! live blocks are abandoned for other threads to reclaim, and the struct returns to the pool.
 
 use crate::arena::Arena;
-use crate::free::drain_delayed;
+use crate::free::{drain_delayed, flush_quarantine};
 use crate::heap::{BindFn, Heap, HeapRegistry};
 use crate::os::Os;
 use crate::page_life::{collect, owned_segment_remove, release_page};
@@ -55,6 +55,7 @@ unsafe fn abandon<S: Os>(heap: *mut Heap<S>) {
             }
         }
         drain_delayed(heap);
+        flush_quarantine(heap);
         // 2. Collect every page; release the empty ones, abandon the rest. Segments are
         //    published only at the end: a reclaiming thread must not see pages that are
         //    still linked in our queues.

@@ -12,7 +12,7 @@
 
 use crate::arena::Arena;
 use crate::os::{Os, OS_PAGE};
-use crate::page::Page;
+use crate::page::{Page, FLAG_SECURE};
 use crate::segment::{owner, Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN, SEGMENT_SIZE};
 use crate::stats::GlobalCounters;
 use crate::util::align::{align_up, checked_align_up};
@@ -39,8 +39,10 @@ pub fn huge_alloc<S: Os>(arena: &Arena<S>, size: usize, align: usize, zero: bool
     }
     let offset = align_up(HEADER_SIZE, align.max(OS_PAGE));
     let size = size.max(1);
+    // Secure mode keeps an inaccessible OS page right after the block.
+    let guard = if arena.secure() != 0 { OS_PAGE } else { 0 };
     let Some(total) = size
-        .checked_add(offset)
+        .checked_add(offset + guard)
         .and_then(|t| checked_align_up(t, OS_PAGE))
     else {
         return ptr::null_mut();
@@ -69,6 +71,10 @@ pub fn huge_alloc<S: Os>(arena: &Arena<S>, size: usize, align: usize, zero: bool
         page.used = 1;
         page.requested = size;
         page.publish();
+        if guard != 0 {
+            guard_huge(arena, at, total, start as usize + size);
+            page.flags |= FLAG_SECURE;
+        }
         (*seg).used_pages = 1;
         (*seg).thread_id.store(owner::HUGE_LIVE, Ordering::Release);
     }
@@ -126,6 +132,21 @@ pub unsafe fn huge_free<S: Os>(arena: &Arena<S>, seg: *mut Segment, p: *mut u8) 
         c.huge_frees.fetch_add(1, Ordering::Relaxed);
         GlobalCounters::gauge_sub(&c.huge_live_bytes, usable as u64);
         arena.cache_put(seg.cast(), size);
+    }
+}
+
+/// Secure mode: makes the span accessible again (a cached span may hold an old guard page
+/// anywhere), then makes the OS page after the block's last byte inaccessible.
+#[cold]
+fn guard_huge<S: Os>(arena: &Arena<S>, at: *mut u8, total: usize, block_end: usize) {
+    // SAFETY: the span is ours and the guard page lies inside it, past the block.
+    unsafe {
+        arena.os.protect(NonNull::new_unchecked(at), total, true);
+        let guard = align_up(block_end, OS_PAGE);
+        debug_assert!(guard + OS_PAGE <= at as usize + total);
+        arena
+            .os
+            .protect(NonNull::new_unchecked(guard as *mut u8), OS_PAGE, false);
     }
 }
 

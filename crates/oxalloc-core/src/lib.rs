@@ -21,8 +21,8 @@
 //!  0  util                                   leaf: sync, list, align, fmt
 //!  1  os, size_class, options                the source trait; size classes; the options table
 //!  2  stats                                  counters and snapshots
-//!  3  thread_free, page                      the cross-thread free protocol; a page's blocks and
-//!                                            free lists
+//!  3  thread_free, page, secure              the cross-thread free protocol; a page's blocks and
+//!                                            free lists; secure mode's seals, fills, quarantine
 //!  4  page_queue, segment                    queues of pages + direct table; segment layout + map
 //!  5  span_cache, region                     spans kept for reuse and when to purge them; the
 //!                                            fixed-region source
@@ -41,15 +41,18 @@
 //!
 //! ## The data path
 //! ```text
-//! malloc(n) -> heap.direct[(n+15)/16].free  --pop-->  block            (alloc: one branch)
+//! malloc(n) -> heap.direct[(n+15)/16].free  --pop-->  block, link checked, live bit set
+//!                                                                       (alloc: fast path)
 //!                   | empty
 //!                   v
 //!              malloc_slow (alloc) -> page_life::find_page: collect local/remote frees,
 //!                   extend the page, or take a fresh page from an owned segment
 //!                   -> an abandoned segment (reclaim) -> arena: the span cache -> Os::map
 //!              huge: huge::huge_alloc -> arena (span cache or Os::map)
-//! free(p)   -> segment = p & !(4 MiB - 1); in SEGMENT_MAP?  page = segment.pages[(p-seg) >> shift]
-//!              owner thread & page flags clear -> push on page.local_free      (free: fast)
+//! free(p)   -> segment = p & !(4 MiB - 1); in SEGMENT_MAP?  page = segment.page_of_slot[slot]
+//!              owner thread & page flags clear & live bit set -> clear it, push on
+//!              page.local_free                                                  (free: fast)
+//!              live bit clear, unaligned -> abort naming p                      (free_generic)
 //!              other thread -> CAS push on page.thread_free (no lock)          (free_remote)
 //!              huge -> huge::huge_free -> arena: span cache (purged later, then unmapped)
 //! ```
@@ -78,6 +81,7 @@ pub mod size_class;
 pub mod stats;
 
 pub(crate) mod page;
+pub mod secure;
 pub mod thread_free;
 
 pub(crate) mod page_queue;

@@ -80,6 +80,8 @@ options! {
         "bytes of freed spans the span cache keeps resident; past it the oldest are purged without waiting (`mallopt(M_TRIM_THRESHOLD, n)` sets it)";
     Thp = "THP", thp::SYSTEM, &[("system", thp::SYSTEM), ("always", thp::ALWAYS), ("never", thp::NEVER)],
         "transparent huge pages for segments: `system` (the kernel's setting), `always` (`MADV_HUGEPAGE`), `never` (`MADV_NOHUGEPAGE`)";
+    Secure = "SECURE", 0, &[("0", 0), ("1", 1), ("2", 2)],
+        "secure mode: `1` adds guard pages, shuffled free lists, canaries after every block (overflows caught at free), freed blocks filled and checked at reuse, and a quarantine of 64 freed blocks per thread; `2` the same, with freed blocks zeroed";
     ReportFile = "REPORT_FILE", 0, PATH,
         "append one JSON line of statistics per process at exit to this file (`oxalloc run` sets it); the value here is 1 when set";
     SampleFile = "SAMPLE_FILE", 0, PATH,

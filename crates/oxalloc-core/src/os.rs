@@ -44,6 +44,16 @@ pub unsafe trait Os: Sync {
     /// The range is part of a live mapping and holds nothing that is still needed.
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) -> bool;
 
+    /// Makes `size` bytes at `ptr` inaccessible (`accessible` false: a guard page) or readable
+    /// and writable again. Returns false when the source cannot (the default: a fixed region).
+    ///
+    /// # Safety
+    /// The range is part of a live mapping of this source, OS-page aligned, and (when made
+    /// inaccessible) holds nothing anybody will touch.
+    unsafe fn protect(&self, _ptr: NonNull<u8>, _size: usize, _accessible: bool) -> bool {
+        false
+    }
+
     /// Tries to grow or shrink a mapping in place to `new_size` without moving it.
     ///
     /// # Safety

@@ -25,6 +25,7 @@
 //! use-after-free write cannot steer it to an arbitrary address. Frees check the live bitmap,
 //! not the block, so whatever a freed block holds, freeing it again is caught.
 
+use crate::secure;
 use crate::size_class::{ALIGN, SEGMENT_SHIFT};
 use crate::thread_free::{delayed, ThreadFree};
 use crate::util::list::{Linked, Links};
@@ -51,6 +52,10 @@ pub const FLAG_IN_FULL: u8 = 1;
 pub const FLAG_HAS_ALIGNED: u8 = 2;
 /// `flags` bit: the slot holds no page (so a free into it leaves the fast path).
 pub const FLAG_UNASSIGNED: u8 = 4;
+/// `flags` bit: a page of a secure heap (see `secure`): its frees leave the fast path.
+pub const FLAG_SECURE: u8 = 8;
+/// `flags` bit, with `FLAG_SECURE`: freed blocks are zeroed rather than filled.
+pub const FLAG_ZERO_FREED: u8 = 16;
 
 /// log2 of the live bitmap's granule: every block starts on a multiple of 16 bytes.
 pub const LIVE_GRANULE_SHIFT: usize = 4;
@@ -460,6 +465,10 @@ impl Page {
         let want = (EXTEND_BYTES / self.block_size).max(1) as u32;
         let n = room.min(want);
         let first = self.start as usize + self.capacity as usize * self.block_size;
+        if self.flags & FLAG_SECURE != 0 {
+            // SAFETY: per the contract.
+            return unsafe { self.extend_secure(first, n) };
+        }
         for i in 0..n as usize {
             let block = (first + i * self.block_size) as *mut Block;
             let next = if i + 1 < n as usize {
@@ -474,6 +483,50 @@ impl Page {
         self.free_zeroed = self.memory_zeroed;
         self.capacity += n;
         n
+    }
+
+    /// `extend` for a secure page: the `n` blocks from `first` are filled as freed blocks are
+    /// and linked in a shuffled order.
+    ///
+    /// # Safety
+    /// As for `extend`.
+    #[cold]
+    unsafe fn extend_secure(&mut self, first: usize, n: u32) -> u32 {
+        let n = n as usize;
+        let level = self.secure_level();
+        // SAFETY: the blocks lie in `capacity..reserved`, inside the page and unused.
+        unsafe {
+            core::ptr::write_bytes(
+                first as *mut u8,
+                secure::fill_byte(level),
+                n * self.block_size,
+            )
+        };
+        let (start, stride) = secure::carve_order(n, self.key2 ^ self.capacity as usize);
+        let block_at =
+            |i: usize| (first + (start + i * stride) % n * self.block_size) as *mut Block;
+        for i in 0..n {
+            let next = if i + 1 < n {
+                block_at(i + 1)
+            } else {
+                ptr::null_mut()
+            };
+            // SAFETY: as above.
+            unsafe { (*block_at(i)).next = self.encode(next) };
+        }
+        self.free = block_at(0);
+        self.free_zeroed = false;
+        self.capacity += n as u32;
+        n as u32
+    }
+
+    /// The `OXALLOC_SECURE` level of a secure page (see [`secure::level`]).
+    pub fn secure_level(&self) -> usize {
+        if self.flags & FLAG_ZERO_FREED != 0 {
+            secure::level::ZERO
+        } else {
+            secure::level::ON
+        }
     }
 
     /// Moves blocks freed by other threads onto `local_free`. Returns the number of blocks collected from other threads, or the address
@@ -521,7 +574,58 @@ impl Page {
         self.local_free = ptr::null_mut();
         self.free_zeroed = false;
         // Every carved block is used, on `free`, or (until now) on `local_free`.
-        self.capacity - self.used
+        let n = self.capacity - self.used;
+        if self.flags & FLAG_SECURE != 0 {
+            // SAFETY: the caller owns the page, and `free` holds the `n` blocks.
+            unsafe { self.rotate_free(n) };
+        }
+        n
+    }
+
+    /// Secure pages: starts `free` at a pseudo-random block of its `n` (the list rotated), so
+    /// the order blocks come back in is not the order they were freed in. A link that leaves
+    /// the page stops the walk and leaves the list as it is (the pop reports it).
+    ///
+    /// # Safety
+    /// The caller owns the page and `free` holds `n` blocks.
+    #[cold]
+    unsafe fn rotate_free(&mut self, n: u32) {
+        if n < 2 {
+            return;
+        }
+        let k = (mix(self.key2 ^ self.used as usize ^ (self.free as usize).rotate_left(32))
+            % (n as usize - 1)) as u32
+            + 1;
+        // SAFETY: list members are free blocks of this page; every link is checked to stay in
+        // the page before it is followed.
+        unsafe {
+            let mut cut = self.free;
+            for _ in 1..k {
+                let next = self.decode((*cut).next);
+                if !self.contains(next as usize) {
+                    return;
+                }
+                cut = next;
+            }
+            let mut last = cut;
+            loop {
+                let next = self.decode((*last).next);
+                if next.is_null() {
+                    break;
+                }
+                if !self.contains(next as usize) {
+                    return;
+                }
+                last = next;
+            }
+            let new_head = self.decode((*cut).next);
+            if new_head.is_null() {
+                return;
+            }
+            (*last).next = self.encode(self.free);
+            (*cut).next = self.encode(ptr::null_mut());
+            self.free = new_head;
+        }
     }
 
     /// Whether `block` is on one of the page's free lists (owner only; used to confirm a

@@ -8,8 +8,9 @@
 
 use crate::heap::{Heap, LIVE_SAMPLE_BYTES};
 use crate::os::Os;
-use crate::page::{Page, FLAG_IN_FULL};
+use crate::page::{Page, FLAG_IN_FULL, FLAG_SECURE, FLAG_UNASSIGNED, FLAG_ZERO_FREED};
 use crate::page_queue::PageQueue;
+use crate::secure;
 use crate::segment::{InOwnerList, Segment, SegmentKind};
 use crate::size_class::{bin_is_small, bin_size};
 use crate::thread_free::delayed;
@@ -80,7 +81,12 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     #[cfg(feature = "debug-full")]
     // SAFETY: the caller owns the page.
     unsafe {
-        crate::validate::check_page(page)
+        crate::validate::check_page(
+            page,
+            (*heap)
+                .quarantine
+                .count_in((*page).start as usize, (*page).end()),
+        )
     };
 }
 
@@ -201,6 +207,11 @@ unsafe fn fresh_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
         let key = (*heap).key ^ (page as usize).rotate_left(17);
         let zeroed = (*seg).take_slot_zeroed(index);
         (*page).init(bin, bin_size(bin), start, end, key, zeroed);
+        match (*heap).secure {
+            secure::level::OFF => {}
+            secure::level::ZERO => (*page).flags |= FLAG_SECURE | FLAG_ZERO_FREED,
+            _ => (*page).flags |= FLAG_SECURE,
+        }
         (*page).heap.store(heap as usize, Ordering::Release);
         (*seg).used_pages += 1;
         if (*seg).used_pages == (*seg).page_count {
@@ -285,7 +296,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
         p.thread_free.set_state(delayed::NEVER);
         p.heap.store(0, Ordering::Release);
         p.assigned = false;
-        p.flags = 0;
+        p.flags = FLAG_UNASSIGNED;
         p.publish();
         let seg = Segment::of(page.cast());
         (*seg).used_pages -= 1;

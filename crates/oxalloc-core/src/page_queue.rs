@@ -3,7 +3,8 @@
 //! its bin's queue, which is all the malloc fast path reads.
 //!
 //! Invariants (checked by [`PageQueues::check`]):
-//! - `direct[i]` is the first page of `queues[bin_of(16 * i)]`, or the static [`EMPTY_PAGE`];
+//! - `direct[i]` is the first page of `queues[bin_of(16 * i)]`, or the static [`EMPTY_PAGE`]
+//!   (always, for a secure heap);
 //! - every page in `queues[b]` (`b < FULL`) has bin `b` and no `FLAG_IN_FULL`; every page in
 //!   `queues[FULL]` has `FLAG_IN_FULL`; a page is in at most one queue.
 
@@ -40,6 +41,9 @@ pub struct PageQueues {
     pub direct: [*mut Page; DIRECT_COUNT],
     /// Page queues by bin; `queues[FULL]` holds the full pages.
     pub queues: [PageQueue; BIN_COUNT + 1],
+    /// A secure heap's queues: the direct table stays on the empty page, so every `malloc`
+    /// takes the slow path (where secure mode does its work).
+    pub secure: bool,
 }
 
 impl PageQueues {
@@ -48,6 +52,7 @@ impl PageQueues {
         PageQueues {
             direct: [&EMPTY_PAGE.0 as *const Page as *mut Page; DIRECT_COUNT],
             queues: [const { PageQueue::new() }; BIN_COUNT + 1],
+            secure: false,
         }
     }
 
@@ -58,7 +63,11 @@ impl PageQueues {
             return;
         }
         let first = self.queues[bin].first();
-        let page = if first.is_null() { empty_page() } else { first };
+        let page = if first.is_null() || self.secure {
+            empty_page()
+        } else {
+            first
+        };
         for slot in &mut self.direct[direct_range(bin)] {
             *slot = page;
         }
@@ -145,7 +154,7 @@ impl PageQueues {
             let q = &self.queues[bin];
             q.check();
             if bin_size(bin) <= DIRECT_MAX {
-                let expect = if q.is_empty() {
+                let expect = if q.is_empty() || self.secure {
                     empty_page()
                 } else {
                     q.first()

@@ -98,6 +98,8 @@ pub struct Segment {
     pub dirty_old: u64,
     /// Set while the segment is in its heap's list of segments with free page slots.
     pub in_heap_list: bool,
+    /// Secure mode: an inaccessible OS page follows the header, and page 0 starts after it.
+    pub guard: bool,
     /// Page slots in this segment.
     pub page_count: usize,
     /// Page slots in use.
@@ -204,6 +206,7 @@ impl Segment {
             ptr::addr_of_mut!((*seg).dirty_new).write(0);
             ptr::addr_of_mut!((*seg).dirty_old).write(0);
             ptr::addr_of_mut!((*seg).in_heap_list).write(false);
+            ptr::addr_of_mut!((*seg).guard).write(false);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
             ptr::addr_of_mut!((*seg).used_pages).write(0);
             ptr::addr_of_mut!((*seg).size).write(size);
@@ -236,7 +239,7 @@ impl Segment {
     pub fn page_area(&self, index: usize) -> (*mut u8, usize) {
         let base = self as *const Segment as usize;
         let start = if index == 0 {
-            base + HEADER_SIZE
+            base + HEADER_SIZE + if self.guard { OS_PAGE } else { 0 }
         } else {
             base + (index << self.page_shift)
         };

@@ -757,3 +757,125 @@ fn frees_into_abandoned_segments_are_released_by_the_purge_clock() {
     // SAFETY: see the module comment.
     unsafe { g.destroy_heap(busy) };
 }
+
+/// A fresh allocator in secure mode (see `secure`).
+fn secure_global(units: usize) -> G {
+    let g = global(units);
+    g.arena.set_secure(crate::secure::level::ON);
+    g
+}
+
+#[test]
+fn secure_mode_seals_fills_and_gives_everything_back() {
+    let g = &secure_global(16);
+    let h = heap(g);
+    let tid = h.thread_id();
+    let mut blocks = Vec::new();
+    for (i, size) in [0usize, 1, 24, 100, 1000, 5000, 40_000, 300_000]
+        .iter()
+        .enumerate()
+    {
+        // SAFETY: see the module comment.
+        unsafe {
+            let p = h.malloc(*size);
+            assert!(!p.is_null());
+            assert_eq!(g.usable_size(p), *size, "usable size is the size asked for");
+            fill(p, *size, i as u8);
+            let z = h.malloc_zeroed(*size);
+            check(z, *size, 0);
+            let a = h.malloc_aligned(*size, 256, false);
+            assert_eq!(a as usize % 256, 0);
+            assert_eq!(g.usable_size(a), *size);
+            fill(a, *size, 0x5a);
+            blocks.extend([(p, *size, i as u8), (z, *size, 0), (a, *size, 0x5a)]);
+        }
+    }
+    h.validate();
+    for &(p, size, tag) in &blocks {
+        check(p, size, tag);
+        // SAFETY: see the module comment.
+        unsafe { g.free(p, tid) };
+    }
+    h.validate();
+    // Realloc always moves, keeping the contents.
+    // SAFETY: see the module comment.
+    unsafe {
+        let p = h.malloc(40);
+        fill(p, 40, 7);
+        let q = h.realloc(p, 30);
+        assert_ne!(p, q);
+        check(q, 30, 7);
+        let r = h.realloc(q, 3000);
+        check(r, 30, 7);
+        g.free(r, tid);
+        g.destroy_heap(h);
+    }
+    g.trim();
+    assert_eq!(
+        g.os.in_use.load(Ordering::Relaxed),
+        POOL_UNITS,
+        "the quarantine was flushed"
+    );
+}
+
+#[test]
+#[should_panic(expected = "heap overflow detected")]
+fn secure_mode_catches_a_one_byte_overflow() {
+    let g = &secure_global(4);
+    let h = heap(g);
+    // SAFETY: see the module comment; the overflow is the point of the test.
+    unsafe {
+        let p = h.malloc(24);
+        *p.add(24) = 1;
+        g.free(p, h.thread_id());
+    }
+}
+
+#[test]
+#[should_panic(expected = "write after free detected")]
+fn secure_mode_catches_a_write_to_a_quarantined_block() {
+    let g = &secure_global(4);
+    let h = heap(g);
+    // SAFETY: see the module comment; the write after free is the point of the test.
+    unsafe {
+        let p = h.malloc(48);
+        g.free(p, h.thread_id());
+        *p.add(20) = 1;
+        for _ in 0..crate::secure::QUARANTINE {
+            let q = h.malloc(48);
+            g.free(q, h.thread_id());
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "double free detected")]
+fn a_double_free_is_caught_whatever_the_block_holds() {
+    let g = &global(4);
+    let h = heap(g);
+    // SAFETY: see the module comment; the double free is the point of the test.
+    unsafe {
+        let p = h.malloc(32);
+        let _keep = h.malloc(32);
+        g.free(p, h.thread_id());
+        // A write after free that makes the block look like any live block.
+        core::ptr::write_bytes(p, 0x41, 32);
+        g.free(p, h.thread_id());
+    }
+}
+
+#[test]
+#[should_panic(expected = "free list corrupted")]
+fn a_corrupted_link_is_caught_before_malloc_follows_it() {
+    let g = &global(4);
+    let h = heap(g);
+    // SAFETY: see the module comment; the write after free is the point of the test.
+    unsafe {
+        let p = h.malloc(32);
+        g.free(p, h.thread_id());
+        *(p as *mut usize) = 44;
+        for _ in 0..10_000 {
+            h.malloc(32);
+        }
+    }
+}

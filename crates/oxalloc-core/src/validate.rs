@@ -15,11 +15,12 @@ use crate::segment::Segment;
 use crate::util::list::List;
 use crate::util::sync::Ordering;
 
-/// Checks one page's equation and bounds.
+/// Checks one page's equation and bounds; `quarantined` of its used blocks wait in secure
+/// mode's quarantine (freed, so not live).
 ///
 /// # Safety
 /// The calling thread owns the page.
-pub unsafe fn check_page(page: &Page) {
+pub unsafe fn check_page(page: &Page, quarantined: u32) {
     assert!(page.assigned, "page {:p} in a queue is not assigned", page);
     assert!(
         page.capacity <= page.reserved && page.used <= page.capacity,
@@ -42,11 +43,12 @@ pub unsafe fn check_page(page: &Page) {
         page.capacity
     );
     assert_eq!(
-        page.live_count(),
+        page.live_count() + quarantined,
         page.used,
-        "page {:p}: live bits {} != used {}",
+        "page {:p}: live bits {} + quarantined {} != used {}",
         page,
         page.live_count(),
+        quarantined,
         page.used
     );
 }
@@ -70,7 +72,10 @@ pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
                 "page {:p} in the queues of another heap",
                 page
             );
-            check_page(page);
+            check_page(
+                page,
+                heap.quarantine.count_in(page.start as usize, page.end()),
+            );
         });
     }
     for list in &heap.segments {

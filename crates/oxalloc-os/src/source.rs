@@ -87,6 +87,17 @@ unsafe impl Os for OsSource {
         }
     }
 
+    unsafe fn protect(&self, ptr: NonNull<u8>, size: usize, accessible: bool) -> bool {
+        let _keep = sys::ErrnoGuard::new();
+        let prot = if accessible {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_NONE
+        };
+        // SAFETY: per the trait contract the range is ours (mmap'd or from the break).
+        unsafe { libc::mprotect(ptr.as_ptr().cast(), size, prot) == 0 }
+    }
+
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) -> bool {
         let _keep = sys::ErrnoGuard::new();
         // SAFETY: per the trait contract. MADV_DONTNEED on private anonymous memory (mmap'd or

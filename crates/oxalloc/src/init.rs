@@ -94,6 +94,7 @@ fn read_options() {
             entry = entry.add(1);
         }
     }
+    crate::ARENA.set_secure(options::get(Opt::Secure));
     if options::enabled(Opt::Verbose) {
         let mut msg = FixedBuf::<512>::new();
         let _ = write!(msg, "oxalloc: options:");
