@@ -81,7 +81,7 @@ pub mod size_class;
 pub mod stats;
 
 pub(crate) mod page;
-pub mod secure;
+pub(crate) mod secure;
 pub mod thread_free;
 
 pub(crate) mod page_queue;
