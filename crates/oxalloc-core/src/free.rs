@@ -17,7 +17,7 @@ use crate::secure;
 use crate::segment::{owner, Segment, SegmentKind, SEGMENT_MAP};
 use crate::size_class::ALIGN;
 use crate::thread_free::Pushed;
-use crate::util::sync::{link_read, Ordering};
+use crate::util::sync::{link_read, AtomicUsize, Ordering};
 
 /// Frees `p`, called on the thread whose id is `tid`.
 ///
@@ -99,6 +99,27 @@ unsafe fn free_generic<S: Os>(
     seg: *mut Segment,
     page: *mut Page,
     arena: &Arena<S>,
+) {
+    let hook = FREE_HOOK.load(Ordering::Relaxed);
+    if hook != 0 {
+        // SAFETY: only `set_free_hook` stores a nonzero value, and it stores a `FreeHook`;
+        // `p` is in a registered segment, as the hook's contract asks.
+        return unsafe { core::mem::transmute::<usize, FreeHook>(hook)(p) };
+    }
+    // SAFETY: per the contract.
+    unsafe { free_checked(arena, seg, page, p, tid) }
+}
+
+/// The generic path proper: validates `p`, then frees it as its owner or as another thread.
+///
+/// # Safety
+/// As for [`free_generic`].
+unsafe fn free_checked<S: Os>(
+    arena: &Arena<S>,
+    seg: *mut Segment,
+    page: *mut Page,
+    p: *mut u8,
+    tid: usize,
 ) {
     // SAFETY: `seg` is a registered segment (checked by the caller) and `page` is one of its
     // page slots.
@@ -297,5 +318,38 @@ unsafe fn drain_delayed_list<S: Os>(heap: *mut Heap<S>) {
             free_owned(heap, page, (*page).block_of(freed));
             freed = next;
         }
+    }
+}
+
+/// A function that takes over every free reaching the generic path (the front end's valgrind
+/// mode, which makes all frees miss the owner's fast path). It is given a pointer into a
+/// registered segment, and frees the block itself with [`free_unhooked`].
+pub type FreeHook = unsafe fn(*mut u8);
+
+/// The installed [`FreeHook`] as an address (0: none), so that installing it needs no lock.
+static FREE_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the free hook, before any block is freed (it is never removed). Costs nothing on
+/// the owner's fast path: only the generic path reads it.
+pub fn set_free_hook(hook: FreeHook) {
+    FREE_HOOK.store(hook as usize, Ordering::Relaxed);
+}
+
+/// [`free`] without the hook, always on the generic path (validation, then the owner's or
+/// another thread's free): what a free hook calls.
+///
+/// # Safety
+/// As for [`free`].
+pub unsafe fn free_unhooked<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
+    if p.is_null() {
+        return;
+    }
+    if !SEGMENT_MAP.contains(p) {
+        return free_invalid(p, arena);
+    }
+    // SAFETY: the map says a segment header is at the masked address.
+    unsafe {
+        let seg = Segment::of(p);
+        free_checked(arena, seg, Segment::page_of(seg, p), p, tid)
     }
 }

@@ -88,6 +88,8 @@ options! {
         "a file of gauges (live, mapped bytes) each process maps shared and keeps up to date, for the timelines of `oxalloc run` (which creates it and sets this)";
     HeapmapDir = "HEAPMAP_DIR", 0, PATH,
         "a directory where each process writes its heap map at exit and when its peak of mapped bytes grows by 20% (`oxalloc run` sets it)";
+    Valgrind = "VALGRIND", 0, &[],
+        "describe every allocation and free to valgrind's memcheck with client requests, so it reports leaks, overflows and uses after free (read once at start-up; blocks get redzones, and every malloc and free takes the slow path)";
 }
 
 /// Current value of an option.

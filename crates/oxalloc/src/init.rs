@@ -57,6 +57,9 @@ pub fn process_init() {
         oxalloc_core::util::sync::set_yield(sys::yield_now);
         oxalloc_core::util::sync::set_thread_id(crate::thread::thread_id);
         crate::thread::create_exit_key();
+        if options::enabled(Opt::Valgrind) {
+            crate::valgrind::activate();
+        }
         STATE.store(READY, Ordering::Release);
     } else {
         while STATE.load(Ordering::Acquire) != READY {

@@ -30,6 +30,7 @@ extern crate std;
 
 mod init;
 pub mod thread;
+pub mod valgrind;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -77,8 +78,14 @@ pub fn sentinel() -> *mut ThreadHeap {
 /// Always safe to call; unsafe because it returns raw memory.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
-    // SAFETY: `current()` is this thread's heap (or the sentinel, which only reads).
-    unsafe { core_alloc::malloc(thread::current(), size) }
+    // SAFETY: as for this function.
+    unsafe {
+        let p = malloc_fast(size);
+        if !p.is_null() {
+            return p;
+        }
+        malloc_slow(size)
+    }
 }
 
 /// The malloc fast path alone: null when the slow path is needed (see [`malloc_slow`]).
@@ -98,8 +105,28 @@ pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
 #[inline(never)]
 #[cold]
 pub unsafe fn malloc_slow(size: usize) -> *mut u8 {
-    // SAFETY: as in `malloc`.
-    unsafe { core_alloc::malloc_slow(thread::current(), size) }
+    let heap = thread::current();
+    if heap == sentinel() {
+        // SAFETY: as in `malloc`.
+        return unsafe { malloc_unbound(size) };
+    }
+    // SAFETY: `heap` is this thread's bound heap.
+    unsafe { core_alloc::malloc_slow(heap, size) }
+}
+
+/// The slow path of a thread whose slot holds the sentinel: its first allocation (which binds
+/// it), or every allocation in valgrind mode (which leaves the sentinel in the slot).
+#[inline(never)]
+#[cold]
+unsafe fn malloc_unbound(size: usize) -> *mut u8 {
+    init::process_init();
+    // SAFETY: valgrind mode is on when `active()`; otherwise the sentinel binds a heap.
+    unsafe {
+        if valgrind::active() {
+            return valgrind::malloc(size);
+        }
+        core_alloc::malloc_slow(sentinel(), size)
+    }
 }
 
 /// Frees a block from [`malloc`] and friends; null is ignored. Invalid and double frees that can
@@ -119,7 +146,12 @@ pub unsafe fn free(p: *mut u8) {
 /// As for [`malloc`].
 pub unsafe fn malloc_zeroed(size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { core_alloc::malloc_zeroed(thread::current(), size) }
+    unsafe {
+        if valgrind::active() {
+            return valgrind::alloc(size, ALIGN, true);
+        }
+        core_alloc::malloc_zeroed(thread::current(), size)
+    }
 }
 
 /// Allocates `size` bytes aligned to `align`, a power of two of at most 2 MiB; zeroed if
@@ -129,7 +161,12 @@ pub unsafe fn malloc_zeroed(size: usize) -> *mut u8 {
 /// As for [`malloc`]; `align` is a power of two.
 pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
     // SAFETY: as in `malloc`.
-    unsafe { core_alloc::malloc_aligned(thread::current(), size, align, zero) }
+    unsafe {
+        if valgrind::active() {
+            return valgrind::alloc(size, align, zero);
+        }
+        core_alloc::malloc_aligned(thread::current(), size, align, zero)
+    }
 }
 
 /// Resizes a block, keeping its contents; in place when possible. Null on failure, with the
@@ -139,7 +176,12 @@ pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// `p` is null or a live block from this allocator.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     // SAFETY: as in `malloc`, and per the contract.
-    unsafe { core_alloc::realloc(thread::current(), p, size) }
+    unsafe {
+        if valgrind::active() {
+            return valgrind::realloc(p, size);
+        }
+        core_alloc::realloc(thread::current(), p, size)
+    }
 }
 
 /// Bytes usable in the block at `p` (at least the size asked for, all writable).
@@ -148,7 +190,12 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// `p` is null or a live block from this allocator.
 pub unsafe fn usable_size(p: *const u8) -> usize {
     // SAFETY: per the contract.
-    unsafe { core_alloc::usable_size(&ARENA, p) }
+    unsafe {
+        if valgrind::active() {
+            return valgrind::usable_size(p);
+        }
+        core_alloc::usable_size(&ARENA, p)
+    }
 }
 
 /// Checks the size a sized free was given (`free_sized`, C++ sized delete) against the block
@@ -167,10 +214,9 @@ pub unsafe fn check_free_size(p: *const u8, size: usize, exact_class: bool) {
 /// memory of threads that have exited; other running threads' heaps count as of their last
 /// slow path.
 pub fn stats() -> Snapshot {
-    let own = thread::current();
-    let own = (own != sentinel()).then_some(own as *const ThreadHeap);
+    let own = own_heap().map(|h| h as *const ThreadHeap);
     // SAFETY: `own` is the calling thread's heap.
-    unsafe { oxalloc_core::visit::snapshot(&ARENA, &HEAPS, own) }
+    valgrind::quiet_if_active(|| unsafe { oxalloc_core::visit::snapshot(&ARENA, &HEAPS, own) })
 }
 
 pub use oxalloc_core::visit::{AreaInfo, PageInfo, Visit};
@@ -197,10 +243,11 @@ pub use oxalloc_core::visit::{AreaInfo, PageInfo, Visit};
 /// # let _ = (v, live);
 /// ```
 pub fn heap_visit(blocks: bool, mut f: impl FnMut(Visit<'_>) -> bool) -> bool {
-    let own = thread::current();
-    let own = (own != sentinel()).then_some(own as *const ThreadHeap);
+    let own = own_heap().map(|h| h as *const ThreadHeap);
     // SAFETY: `own` is the calling thread's heap.
-    unsafe { oxalloc_core::visit::heap_visit(&ARENA, own, blocks, &mut f) }
+    valgrind::quiet_if_active(|| unsafe {
+        oxalloc_core::visit::heap_visit(&ARENA, own, blocks, &mut f)
+    })
 }
 
 /// Gives memory back to the OS now (`malloc_trim`): the calling thread's heap collects the
@@ -208,9 +255,23 @@ pub fn heap_visit(blocks: bool, mut f: impl FnMut(Visit<'_>) -> bool) -> bool {
 /// exited threads are reclaimed (releasing what was freed in them since), the free page slots of
 /// the thread's segments are purged, and cached spans are unmapped. Returns the bytes released.
 pub fn trim() -> usize {
+    let own = own_heap();
+    // SAFETY: `own` is the calling thread's heap.
+    valgrind::quiet_if_active(|| unsafe { oxalloc_core::collect::collect(own, &ARENA) })
+}
+
+/// The calling thread's heap if it has one: the slot's, or in valgrind mode (where the slot
+/// keeps the sentinel) the one keyed for thread exit.
+fn own_heap() -> Option<*mut ThreadHeap> {
     let own = thread::current();
-    // SAFETY: `own` is the calling thread's heap (or the sentinel, which is skipped).
-    unsafe { oxalloc_core::collect::collect((own != sentinel()).then_some(own), &ARENA) }
+    if own != sentinel() {
+        return Some(own);
+    }
+    if valgrind::active() {
+        let keyed = thread::keyed_heap();
+        return (!keyed.is_null()).then_some(keyed);
+    }
+    None
 }
 
 /// oxalloc as Rust's global allocator.

@@ -129,11 +129,28 @@ pub(crate) fn create_exit_key() {
 /// Gives the calling thread a heap of its own. Reached from the sentinel's slow path.
 pub(crate) unsafe fn bind_thread() -> *mut ThreadHeap {
     crate::init::process_init();
-    let heap = heap_life::create(&HEAPS, &ARENA, bind_thread, thread_id());
+    let valgrind = crate::valgrind::active();
+    if valgrind {
+        // The sentinel's slow path binds again on every call in valgrind mode: keep one heap.
+        let heap = keyed_heap();
+        if !heap.is_null() {
+            return heap;
+        }
+    }
+    let id = if valgrind {
+        crate::valgrind::owner_id()
+    } else {
+        thread_id()
+    };
+    let heap = heap_life::create(&HEAPS, &ARENA, bind_thread, id);
     if heap.is_null() {
         return heap;
     }
-    slot::set(heap);
+    if !valgrind {
+        slot::set(heap);
+    }
+    // In valgrind mode the slot keeps the sentinel, so every malloc takes the slow path (see
+    // `valgrind`); the key below is where the heap lives then.
     // From here on this thread can allocate, so the calls below may re-enter malloc safely.
     // SAFETY: the key was created by process_init; pthread_setspecific does not allocate for
     // the first 32 keys, and if it does, the allocation is served by the heap set above.
@@ -145,6 +162,12 @@ pub(crate) unsafe fn bind_thread() -> *mut ThreadHeap {
     heap
 }
 
+/// The heap this thread keyed for its exit (its heap, in valgrind mode too), or null.
+pub(crate) fn keyed_heap() -> *mut ThreadHeap {
+    // SAFETY: pthread_getspecific never allocates; an unset or not yet created key gives null.
+    unsafe { libc::pthread_getspecific(KEY.load(Ordering::Acquire)) as *mut ThreadHeap }
+}
+
 /// Runs at thread exit (pthread key destructor): the thread's heap is abandoned and the slot
 /// goes back to the sentinel, so a destructor that allocates later binds a fresh heap.
 unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
@@ -154,7 +177,7 @@ unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
     }
     slot::set(crate::sentinel());
     // SAFETY: the key's value is the heap this thread created and nothing uses it any more.
-    unsafe { heap_life::destroy(&HEAPS, heap) };
+    crate::valgrind::quiet_if_active(|| unsafe { heap_life::destroy(&HEAPS, heap) });
 }
 
 /// Which of the allocator's locks `fork_prepare` took (bit 0: heap registry, bits 1-2: arena,
