@@ -64,10 +64,10 @@ ensure_target() {
 target_dir() { echo "${CARGO_TARGET_DIR:-$PWD/target}"; }
 
 # Installs, with apt-get, the programs the tests run (C and C++ compilers, binutils, git,
-# python3, sqlite3, pkg-config) when one is missing.
+# python3, sqlite3, pkg-config, valgrind) when one is missing.
 ensure_test_tools() {
     local need=() tool
-    for tool in cc:gcc c++:g++ nm:binutils readelf:binutils git:git python3:python3 sqlite3:sqlite3 pkg-config:pkg-config; do
+    for tool in cc:gcc c++:g++ nm:binutils readelf:binutils git:git python3:python3 sqlite3:sqlite3 pkg-config:pkg-config valgrind:valgrind; do
         command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
     done
     if [ ${#need[@]} -gt 0 ]; then

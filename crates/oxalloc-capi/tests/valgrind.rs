@@ -1,7 +1,7 @@
-//! valgrind mode: tests/c/valgrind.c, which has a known leak, a write one byte past a block and
-//! a read after free, runs under memcheck on oxalloc with `OXALLOC_VALGRIND=1`, linked and
-//! preloaded, with the commands the README gives; memcheck must report exactly those three,
-//! in the program's functions, and the program must have been served by oxalloc. A last test
+//! valgrind mode: tests/c/valgrind.c, which has a known leak, a write one byte past a block, a
+//! read just before one and a read after free, runs under memcheck on oxalloc with
+//! `OXALLOC_VALGRIND=1`, linked and preloaded, with the commands the README gives; memcheck must
+//! report exactly those four, in the program's functions, and the program must have been served by oxalloc. A last test
 //! shows why the README's command differs from the issue's: with `somalloc=liboxalloc.so.0`
 //! (and with valgrind's default) memcheck replaces oxalloc's malloc with its own.
 //!
@@ -96,6 +96,12 @@ fn check_known_errors(what: &str, out: &Output) {
             && write.contains("0 bytes after a block of size 24 alloc'd"),
         "{what}: the overflow by one is not reported in overflow_by_one:\n{write}"
     );
+    let before = record(&all, "Invalid read of size 4", &stderr);
+    assert!(
+        before.contains(": read_before_start (valgrind.c:")
+            && before.contains("4 bytes before a block of size 32 alloc'd"),
+        "{what}: the read before the block is not reported in read_before_start:\n{before}"
+    );
     let read = record(&all, "Invalid read of size 1", &stderr);
     assert!(
         read.contains(": read_after_free (valgrind.c:")
@@ -109,10 +115,10 @@ fn check_known_errors(what: &str, out: &Output) {
     );
     // Nothing else: the clean work (calloc, realloc in place and moved, aligned and huge
     // blocks, another thread) and oxalloc's own metadata raise no error (with
-    // --leak-check=full the leak is the third error).
+    // --leak-check=full the leak is the fourth error).
     assert!(
         stderr.contains("definitely lost: 77 bytes in 1 blocks")
-            && stderr.contains("ERROR SUMMARY: 3 errors from 3 contexts"),
+            && stderr.contains("ERROR SUMMARY: 4 errors from 4 contexts"),
         "{what}: other errors than the known ones:\n{stderr}"
     );
 }
