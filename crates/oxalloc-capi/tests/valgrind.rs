@@ -1,7 +1,7 @@
 //! valgrind mode: tests/c/valgrind.c, which has a known leak, a write one byte past a block, a
-//! read just before one and a read after free, runs under memcheck on oxalloc with
-//! `OXALLOC_VALGRIND=1`, linked and preloaded, with the commands the README gives; memcheck must
-//! report exactly those four, in the program's functions, and the program must have been served by oxalloc. A last test
+//! read just before one, a read of page memory never handed out and a read after free, runs
+//! under memcheck on oxalloc with `OXALLOC_VALGRIND=1`, linked and preloaded, with the commands
+//! the README gives; memcheck must report exactly those five, in the program's functions, and the program must have been served by oxalloc. A last test
 //! shows why the README's command differs from the issue's: with `somalloc=liboxalloc.so.0`
 //! (and with valgrind's default) memcheck replaces oxalloc's malloc with its own.
 //!
@@ -102,6 +102,11 @@ fn check_known_errors(what: &str, out: &Output) {
             && before.contains("4 bytes before a block of size 32 alloc'd"),
         "{what}: the read before the block is not reported in read_before_start:\n{before}"
     );
+    let fresh = record(&all, "Invalid read of size 8", &stderr);
+    assert!(
+        fresh.contains(": read_fresh_memory (valgrind.c:"),
+        "{what}: the read of memory never handed out is not reported in read_fresh_memory:\n{fresh}"
+    );
     let read = record(&all, "Invalid read of size 1", &stderr);
     assert!(
         read.contains(": read_after_free (valgrind.c:")
@@ -115,10 +120,10 @@ fn check_known_errors(what: &str, out: &Output) {
     );
     // Nothing else: the clean work (calloc, realloc in place and moved, aligned and huge
     // blocks, another thread) and oxalloc's own metadata raise no error (with
-    // --leak-check=full the leak is the fourth error).
+    // --leak-check=full the leak is the fifth error).
     assert!(
         stderr.contains("definitely lost: 77 bytes in 1 blocks")
-            && stderr.contains("ERROR SUMMARY: 4 errors from 4 contexts"),
+            && stderr.contains("ERROR SUMMARY: 5 errors from 5 contexts"),
         "{what}: other errors than the known ones:\n{stderr}"
     );
 }
@@ -144,10 +149,7 @@ fn somalloc_synonym_replaces_oxalloc() {
     if !have_valgrind() {
         return;
     }
-    for args in [
-        &["--soname-synonyms=somalloc=liboxalloc.so.0"][..],
-        &[][..],
-    ] {
+    for args in [&["--soname-synonyms=somalloc=liboxalloc.so.0"][..], &[][..]] {
         let out = valgrind(args, false);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(

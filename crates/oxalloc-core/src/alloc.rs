@@ -498,3 +498,22 @@ pub unsafe fn check_free_size<S: Os>(
         );
     }
 }
+
+/// The page memory (start, length) around `p`, a block the calling thread's heap just handed
+/// out, when it is the only block of its page in use: every other block of the page is then
+/// free or not carved yet. None for huge blocks and for pages with other blocks in use. (The
+/// front end's valgrind mode makes such memory NOACCESS.)
+///
+/// # Safety
+/// `p` is a live block of the calling thread's heap.
+pub unsafe fn sole_block_page(p: *const u8) -> Option<(*mut u8, usize)> {
+    // SAFETY: per the contract `p` is in a live segment, and its page slot is ours to read.
+    unsafe {
+        let seg = Segment::of(p);
+        if (*seg).kind == SegmentKind::Huge {
+            return None;
+        }
+        let page = &*Segment::page_of(seg, p);
+        (page.used == 1).then(|| (page.start, page.reserved as usize * page.block_size))
+    }
+}

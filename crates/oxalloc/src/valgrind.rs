@@ -22,7 +22,8 @@
 //! byte past the end, or before the start, is an invalid access; after a free the whole block is
 //! NOACCESS (FREELIKE_BLOCK), so a use after free is one too. The allocator's own reads and
 //! writes of its metadata inside blocks are bracketed: the tag is made DEFINED, read or written,
-//! and made NOACCESS again; the core's calls (which read and write free-list links, also in
+//! and made NOACCESS again; when a page's first block is handed out, the rest of the page
+//! (free blocks and memory not carved yet) is made NOACCESS; the core's calls (which read and write free-list links, also in
 //! blocks that were laid out differently when their page held another size class) run with
 //! memcheck's error reporting disabled for the calling thread, and their results are described
 //! to memcheck afterwards. `calloc`'s bytes are zeroed here and marked DEFINED; a `realloc` that
@@ -241,16 +242,37 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     debug_assert!(usable >= total);
     // SAFETY: `b` is a block of `usable` bytes; `p` leaves `hdr` before it and TAIL after.
     unsafe {
+        mark_fresh_page(b);
         let p = b.add(hdr);
         // Everything but the core's link word is NOACCESS until MALLOCLIKE opens the block.
         mark(request::MAKE_MEM_NOACCESS, b.add(8), usable - 8);
         write_tag(p, size, hdr);
-        client_request(0, request::MALLOCLIKE_BLOCK, p as usize, size, RZ, zero as usize);
+        client_request(
+            0,
+            request::MALLOCLIKE_BLOCK,
+            p as usize,
+            size,
+            RZ,
+            zero as usize,
+        );
         if zero {
             ptr::write_bytes(p, 0, size);
             mark(request::MAKE_MEM_DEFINED, p, size);
         }
         p
+    }
+}
+
+/// When `b` is the only block of its page in use (a fresh page, or one that was emptied), all
+/// the page's other blocks are free or not carved yet: makes the whole page NOACCESS (the
+/// caller then opens `b`'s bytes), so that memory never handed out is not addressable either.
+///
+/// # Safety
+/// `b` is a block the calling thread's heap just handed out.
+unsafe fn mark_fresh_page(b: *mut u8) {
+    // SAFETY: per the contract.
+    if let Some((start, len)) = unsafe { core_alloc::sole_block_page(b) } {
+        mark(request::MAKE_MEM_NOACCESS, start, len);
     }
 }
 

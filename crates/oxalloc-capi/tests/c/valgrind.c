@@ -1,7 +1,7 @@
 /* Known errors for memcheck, run with oxalloc in valgrind mode (tests/valgrind.rs): one leak of
  * LEAK_BYTES bytes in leak_some(), a write one byte past a malloc'd block in overflow_by_one(),
- * a read of the 4 bytes before a block in read_before_start(), and a read of a freed block in
- * read_after_free(). Everything else is clean: calloc, realloc
+ * a read of the 4 bytes before a block in read_before_start(), a read of page memory no block
+ * was handed out from in read_fresh_memory(), and a read of a freed block in read_after_free(). Everything else is clean: calloc, realloc
  * (in place and moving), aligned blocks and a second thread, whose blocks must not be reported.
  * Prints "oxalloc in use" when oxalloc answers for a block from malloc. */
 #define _GNU_SOURCE
@@ -37,6 +37,13 @@ __attribute__((noinline)) static void read_before_start(void) {
     int *volatile p = malloc(32);
     memset(p, 8, 32);
     sink = (char)((volatile int *)p)[-1]; /* the 4 bytes before the block */
+    free(p);
+}
+
+__attribute__((noinline)) static void read_fresh_memory(void) {
+    char *volatile p = malloc(5000); /* the first block of its size class: a fresh page */
+    memset(p, 9, 5000);
+    sink = (char)((volatile long *)p)[8192 / 8]; /* in the page, in no block handed out */
     free(p);
 }
 
@@ -91,6 +98,7 @@ int main(void) {
     leak_some();
     overflow_by_one();
     read_before_start();
+    read_fresh_memory();
     read_after_free();
     /* ox_malloc_usable_size (looked up, so that the program runs linked or preloaded) ends the
      * process on a block oxalloc did not allocate (as when valgrind replaced malloc): that
