@@ -8,7 +8,7 @@
 //! and every `malloc` misses on the fast path and reaches [`malloc`] here from the slow path.
 //! Heaps are created with the owner id `thread_id() | 1`, which no caller of `free` passes, so
 //! every `free` misses the owner's fast path too and reaches the core's generic path, where the
-//! free hook this mode installs ([`free_hook`]) takes it. With the mode off nothing of this runs:
+//! free hook this mode installs (`free_hook`) takes it. With the mode off nothing of this runs:
 //! the fast paths are the same instructions.
 //!
 //! ## A block in valgrind mode
