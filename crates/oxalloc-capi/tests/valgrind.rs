@@ -1,9 +1,10 @@
-//! valgrind mode: tests/c/valgrind.c, which has a known leak, a write one byte past a block, a
-//! read just before one, a read of page memory never handed out and a read after free, runs
-//! under memcheck on oxalloc with `OXALLOC_VALGRIND=1`, linked and preloaded, with the commands
-//! the README gives; memcheck must report exactly those five, in the program's functions, and the program must have been served by oxalloc. A last test
-//! shows why the README's command differs from the issue's: with `somalloc=liboxalloc.so.0`
-//! (and with valgrind's default) memcheck replaces oxalloc's malloc with its own.
+//! valgrind mode: tests/c/valgrind.c, which has a known leak, a write one byte past a block, a read
+//! just before one, a read of page memory never handed out and a read after free, runs under
+//! memcheck on oxalloc with `OXALLOC_VALGRIND=1`, linked and preloaded, with the commands the
+//! README gives; memcheck must report exactly those five, in the program's functions, and the
+//! program must have been served by oxalloc. A last test shows why the README's command differs
+//! from the issue's: with `somalloc=liboxalloc.so.0` (and with valgrind's default) memcheck
+//! replaces oxalloc's malloc with its own.
 //!
 //! Skipped, saying so, when valgrind is not installed (unless `OXALLOC_REQUIRE_VALGRIND` is set,
 //! as `.ci/tests.sh` does, which installs it).

@@ -90,7 +90,8 @@ fn not_live<S: Os>(arena: &Arena<S>, page: &Page, p: *mut u8) -> ! {
     arena.os.fatal(what, p as usize)
 }
 
-/// Frees on any thread, for any kind of block.
+/// Frees on any thread, for any kind of block; or, when a [`FreeHook`] is installed, hands `p`
+/// to it.
 #[cold]
 #[inline(never)]
 unsafe fn free_generic<S: Os>(

@@ -20,14 +20,14 @@
 //! keeps its free-list link; the word before `p` (the tag) holds the size asked for and `hdr`;
 //! everything but `p .. p+size` and the link is NOACCESS to memcheck, so reading or writing one
 //! byte past the end, or before the start, is an invalid access; after a free the whole block is
-//! NOACCESS (FREELIKE_BLOCK), so a use after free is one too. The allocator's own reads and
-//! writes of its metadata inside blocks are bracketed: the tag is made DEFINED, read or written,
-//! and made NOACCESS again; when a page's first block is handed out, the rest of the page
-//! (free blocks and memory not carved yet) is made NOACCESS; the core's calls (which read and write free-list links, also in
-//! blocks that were laid out differently when their page held another size class) run with
-//! memcheck's error reporting disabled for the calling thread, and their results are described
-//! to memcheck afterwards. `calloc`'s bytes are zeroed here and marked DEFINED; a `realloc` that
-//! fits in the block is a RESIZEINPLACE_BLOCK.
+//! NOACCESS (FREELIKE_BLOCK), so a use after free is one too. The allocator's own reads and writes
+//! of its metadata inside blocks are bracketed: the tag is made DEFINED, read or written, and made
+//! NOACCESS again; when a page's first block is handed out, the rest of the page (free blocks and
+//! memory not carved yet) is made NOACCESS; the core's calls (which read and write free-list links,
+//! also in blocks that were laid out differently when their page held another size class) run with
+//! memcheck's error reporting disabled for the calling thread, and their results are described to
+//! memcheck afterwards. `calloc`'s bytes are zeroed here and marked DEFINED; a `realloc` that fits
+//! in the block is a RESIZEINPLACE_BLOCK.
 //!
 //! ## The client request
 //! valgrind recognises a sequence of instructions that does nothing on a real CPU: on x86-64,
