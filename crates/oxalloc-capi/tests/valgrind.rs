@@ -4,9 +4,10 @@
 //! README gives; memcheck must report exactly those five, in the program's functions, and the
 //! program must have been served by oxalloc. A last test shows why the README's command differs
 //! from the issue's: with `somalloc=liboxalloc.so.0` (and with valgrind's default) memcheck
-//! replaces oxalloc's malloc with its own.
+//! replaces oxalloc's malloc with its own. And without valgrind, the C test programs pass in
+//! valgrind mode (the client requests are no-ops).
 //!
-//! Skipped, saying so, when valgrind is not installed (unless `OXALLOC_REQUIRE_VALGRIND` is set,
+//! The memcheck tests are skipped, saying so, when valgrind is not installed (unless `OXALLOC_REQUIRE_VALGRIND` is set,
 //! as `.ci/tests.sh` does, which installs it).
 
 mod common;
@@ -157,6 +158,27 @@ fn somalloc_synonym_replaces_oxalloc() {
             stdout.contains("oxalloc NOT in use"),
             "valgrind {args:?} was expected to replace oxalloc's malloc:\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Not under valgrind the client requests do nothing, and valgrind mode keeps the C semantics:
+/// the API checks, the C++ operators, start-up allocation and the threaded stress test pass
+/// with `OXALLOC_VALGRIND=1` natively.
+#[test]
+fn valgrind_mode_natively_keeps_the_c_semantics() {
+    let vg = [("OXALLOC_VALGRIND", "1")];
+    let cases: [(&str, &[&str]); 4] = [
+        ("api.c", &[]),
+        ("cxx.cpp", &[]),
+        ("early.c", &[]),
+        ("stress.c", &["4", "6", "1"]),
+    ];
+    for (source, args) in cases {
+        let bin = compile(source, false);
+        assert_passed(
+            &format!("{source} with OXALLOC_VALGRIND=1"),
+            &run_preloaded(&bin, args, &vg),
         );
     }
 }

@@ -207,7 +207,12 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 /// `p` is null or a live block from this allocator.
 pub unsafe fn check_free_size(p: *const u8, size: usize, exact_class: bool) {
     // SAFETY: per the contract.
-    unsafe { core_alloc::check_free_size(&ARENA, p, size, exact_class) }
+    unsafe {
+        if valgrind::active() {
+            return valgrind::check_free_size(p, size, exact_class);
+        }
+        core_alloc::check_free_size(&ARENA, p, size, exact_class)
+    }
 }
 
 /// A snapshot of the allocator's statistics: exact for the calling thread's heap and for the

@@ -16,8 +16,8 @@
 //!  b (the core's block)      p = b + hdr (what the program gets)
 //!  | link | tag |  (pad)  |  p .. p+size: the program's bytes  | redzone, >= 16 bytes |
 //! ```
-//! `hdr` is 16 bytes (the alignment, for aligned allocations). The first word is where the core
-//! keeps its free-list link; the word before `p` (the tag) holds the size asked for and `hdr`;
+//! `hdr` is 16 bytes (up to the alignment, for aligned allocations). The first word is where the
+//! core keeps its free-list link; the word before `p` (the tag) holds the size asked for and `hdr`;
 //! everything but `p .. p+size` and the link is NOACCESS to memcheck, so reading or writing one
 //! byte past the end, or before the start, is an invalid access; after a free the whole block is
 //! NOACCESS (FREELIKE_BLOCK), so a use after free is one too. The allocator's own reads and writes
@@ -142,8 +142,8 @@ const HDR: usize = 16;
 const TAIL: usize = 16;
 /// The redzone told to memcheck: the tag word before the block and as much after it.
 const RZ: usize = 8;
-/// The tag's top byte holds log2 of the header size; the rest, the size asked for.
-const SIZE_BITS: u32 = 56;
+/// The tag's low bits hold the size asked for (below 1 TiB); the high ones, the header size.
+const SIZE_BITS: u32 = 40;
 
 /// Runs `f` with memcheck's error reporting off for this thread: the core reads and writes its
 /// free-list links in blocks whose memcheck state describes the program's use of them.
@@ -175,24 +175,21 @@ unsafe fn read_tag(p: *mut u8) -> (usize, usize) {
         mark(request::MAKE_MEM_DEFINED, tag, 8);
         let word = ptr::read(tag as *const usize);
         mark(request::MAKE_MEM_NOACCESS, tag, 8);
-        (word & ((1 << SIZE_BITS) - 1), 1 << (word >> SIZE_BITS))
+        (word & ((1 << SIZE_BITS) - 1), word >> SIZE_BITS)
     }
 }
 
 /// Writes the tag before `p`.
 ///
 /// # Safety
-/// `p` is `hdr` bytes into a core block; `hdr` is a power of two of at least 16.
+/// `p` is `hdr` bytes into a core block, `hdr` at least 16.
 unsafe fn write_tag(p: *mut u8, size: usize, hdr: usize) {
-    debug_assert!(size < 1 << SIZE_BITS && hdr.is_power_of_two() && hdr >= HDR);
+    debug_assert!(size < 1 << SIZE_BITS && hdr >= HDR && hdr < 1 << (64 - SIZE_BITS));
     // SAFETY: per the contract the word before `p` is in the block, after its link word.
     unsafe {
         let tag = p.sub(8);
         mark(request::MAKE_MEM_UNDEFINED, tag, 8);
-        ptr::write(
-            tag as *mut usize,
-            size | (hdr.trailing_zeros() as usize) << SIZE_BITS,
-        );
+        ptr::write(tag as *mut usize, size | hdr << SIZE_BITS);
         mark(request::MAKE_MEM_NOACCESS, tag, 8);
     }
 }
@@ -214,21 +211,23 @@ fn heap() -> *mut ThreadHeap {
 /// # Safety
 /// Valgrind mode is on.
 pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
-    let hdr = align.max(HDR);
-    let Some(total) = size.checked_add(hdr + TAIL).filter(|&t| t < 1 << SIZE_BITS) else {
+    // `p` is the first `align` boundary at least HDR bytes into the core's block, which is
+    // 16-aligned: at most `max(align, HDR)` bytes in. (Not an aligned core block with `p` one
+    // alignment in: for 2 MiB, that would put `p` past the first 4 MiB of a huge block's
+    // segment, where a pointer no longer finds its segment.)
+    let Some(total) = size
+        .checked_add(align.max(HDR) + TAIL)
+        .filter(|_| size < 1 << SIZE_BITS)
+    else {
         return ptr::null_mut();
     };
     let heap = heap();
     if heap.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: `heap` is this thread's heap; `align` is a power of two.
+    // SAFETY: `heap` is this thread's heap.
     let (b, usable) = quietly(|| unsafe {
-        let b = if align <= ALIGN {
-            core_alloc::malloc(heap, total)
-        } else {
-            core_alloc::malloc_aligned(heap, total, align, false)
-        };
+        let b = core_alloc::malloc(heap, total);
         let usable = if b.is_null() {
             0
         } else {
@@ -240,6 +239,8 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         return b;
     }
     debug_assert!(usable >= total);
+    let hdr = (b as usize + HDR).next_multiple_of(align.max(HDR)) - b as usize;
+    debug_assert!(hdr >= HDR && hdr <= align.max(HDR));
     // SAFETY: `b` is a block of `usable` bytes; `p` leaves `hdr` before it and TAIL after.
     unsafe {
         mark_fresh_page(b);
@@ -301,7 +302,8 @@ unsafe fn free_hook(p: *mut u8) {
     }
 }
 
-/// Bytes usable at `p` in valgrind mode: exactly the size asked for.
+/// Bytes usable at `p` in valgrind mode: exactly the size asked for (a pointer that is not a
+/// live block ends the process, as outside valgrind mode).
 ///
 /// # Safety
 /// `p` is null or a live block handed out in valgrind mode.
@@ -309,8 +311,34 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     if p.is_null() {
         return 0;
     }
-    // SAFETY: per the contract.
-    unsafe { read_tag(p as *mut u8).0 }
+    // SAFETY: per the contract; the core checks the block start is live (ending the process
+    // otherwise, as it does outside valgrind mode).
+    unsafe {
+        let (size, hdr) = read_tag(p as *mut u8);
+        quietly(|| core_alloc::usable_size(&ARENA, p.wrapping_sub(hdr)));
+        size
+    }
+}
+
+/// [`crate::check_free_size`] in valgrind mode: the same rule as the core's, against the size
+/// asked for (which the tag holds) instead of the block's.
+///
+/// # Safety
+/// `p` is null or a live block handed out in valgrind mode.
+pub unsafe fn check_free_size(p: *const u8, size: usize, exact_class: bool) {
+    // SAFETY: per the contract (`usable_size` ends the process for a block that is not live).
+    let asked = unsafe { usable_size(p) };
+    if p.is_null() {
+        return;
+    }
+    let too_small = exact_class && size < (asked / 2).saturating_sub(ALIGN);
+    if size > asked || too_small {
+        use oxalloc_core::Os;
+        ARENA.os.fatal(
+            "free_sized(): the size does not match the block",
+            p as usize,
+        );
+    }
 }
 
 /// `realloc` in valgrind mode: in place (RESIZEINPLACE_BLOCK) when the block has room, else a
@@ -337,7 +365,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             write_tag(p, size, hdr);
             return p;
         }
-        let q = alloc(size, hdr, false);
+        let q = alloc(size, ALIGN, false);
         if q.is_null() {
             return q;
         }
