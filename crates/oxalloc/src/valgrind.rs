@@ -184,7 +184,7 @@ unsafe fn read_tag(p: *mut u8) -> (usize, usize) {
 /// # Safety
 /// `p` is `hdr` bytes into a core block, `hdr` at least 16.
 unsafe fn write_tag(p: *mut u8, size: usize, hdr: usize) {
-    debug_assert!(size < 1 << SIZE_BITS && hdr >= HDR && hdr < 1 << (64 - SIZE_BITS));
+    debug_assert!(size < 1 << SIZE_BITS && (HDR..1 << (64 - SIZE_BITS)).contains(&hdr));
     // SAFETY: per the contract the word before `p` is in the block, after its link word.
     unsafe {
         let tag = p.sub(8);
