@@ -91,11 +91,12 @@ const CASES: &[Case] = &[
     case("if_garbage",             Caught(FOREIGN),       Caught(FOREIGN)),
     // The segment map range-checks the address, so bits 48..63 cannot alias a segment.
     case("if_garbage_alias",       Caught(FOREIGN),       Caught(FOREIGN)),
-    case("uaf_write_small",        NotYet,                NotYet),
+    // Secure mode: the block is still in the quarantine at exit, which checks it.
+    case("uaf_write_small",        NotYet,                Caught(QUARANTINED)),
     case("uaf_write_large",        NotYet,                NotYet),
     // Secure mode: the block waits in the quarantine, which only frees make move, and this
-    // program frees nothing more, so the block never comes back.
-    case("uaf_write_reuse",        Caught(CORRUPT),       NotYet),
+    // program frees nothing more: the block never comes back, and the check at exit finds it.
+    case("uaf_write_reuse",        Caught(CORRUPT),       Caught(QUARANTINED)),
     // Default mode: the overwritten link is caught when the block heads the free list again;
     // secure mode: the overwritten fill is caught when the block leaves the quarantine.
     case("uaf_write_churn",        Caught(CORRUPT),       Caught(QUARANTINED)),

@@ -212,6 +212,33 @@ pub(crate) unsafe fn flush_quarantine<S: Os>(heap: *mut Heap<S>) {
     }
 }
 
+/// Secure mode, at process exit: checks that no block waiting in the calling thread's
+/// quarantine was written after it was freed (the process ends with a message if one was),
+/// without freeing them.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or a sentinel, which has none).
+pub unsafe fn check_quarantine<S: Os>(heap: *mut Heap<S>) {
+    // SAFETY: per the contract the heap and its quarantined blocks are ours.
+    unsafe {
+        if (*heap).is_sentinel() {
+            return;
+        }
+        let q = &(*heap).quarantine;
+        for old in q.pointers() {
+            let page = Segment::page_of(Segment::of(old as *const u8), old as *const u8);
+            if secure::check_fill(old as *const u8, (*page).block_size, (*page).secure_level())
+                .is_err()
+            {
+                (*heap).arena.os.fatal(
+                    "free(): write after free detected (a block in quarantine was written)",
+                    old,
+                );
+            }
+        }
+    }
+}
+
 /// Frees a block that leaves the quarantine, after checking that nothing wrote to it while
 /// it waited (a write after free).
 ///

@@ -69,6 +69,11 @@ impl Quarantine {
         }
     }
 
+    /// The waiting pointers.
+    pub fn pointers(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots.iter().copied().filter(|&p| p != 0)
+    }
+
     /// How many of the waiting pointers lie in `[start, end)` (validation).
     pub fn count_in(&self, start: usize, end: usize) -> u32 {
         self.slots

@@ -121,6 +121,10 @@ extern "C" fn on_load() {
 }
 
 extern "C" fn on_exit() {
+    if crate::ARENA.secure() != 0 {
+        // SAFETY: `current()` is this thread's heap or the sentinel.
+        unsafe { oxalloc_core::free::check_quarantine(crate::thread::current()) };
+    }
     heapmap::at_exit();
     sample::exited();
     let show = options::enabled(Opt::ShowStats);
