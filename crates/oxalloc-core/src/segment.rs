@@ -26,7 +26,7 @@ use crate::os::OS_PAGE;
 use crate::page::{live_word_offset, Page, LIVE_WORD_SHIFT};
 use crate::util::align::align_up;
 use crate::util::list::{Linked, Links};
-use crate::util::sync::{AtomicUsize, Ordering};
+use crate::util::sync::{AtomicU8, AtomicUsize, Ordering};
 use core::ptr;
 
 /// The values a segment's `thread_id` (and the thread id a free is made with) can take besides
@@ -315,59 +315,53 @@ impl Segment {
     }
 }
 
-/// One bit per 4 MiB of the address space (48 bits on 64-bit targets): set while a segment
-/// starts there. This is how `free` tells oxalloc's pointers from foreign ones with one load,
-/// before reading any header.
+/// One byte per 4 MiB of the address space (47 bits of user space on x86-64, 48 on other
+/// 64-bit targets, all of it on 32-bit ones): non-zero while a segment starts there. This is
+/// how `free` tells oxalloc's pointers from foreign ones with one range check and one load,
+/// before reading any header. It lives in `.bss` (32 MiB of address space on x86-64); a page
+/// of it is only touched where segments are, 4096 segments (16 GiB) per page.
 pub struct SegmentMap {
-    bits: [AtomicUsize; SegmentMap::WORDS],
+    units: [AtomicU8; SegmentMap::UNITS],
 }
 
-/// Bits of a map word.
-const WORD_BITS: usize = usize::BITS as usize;
-
 impl SegmentMap {
-    const ADDRESS_BITS: usize = if usize::BITS >= 48 {
-        48
-    } else {
+    const ADDRESS_BITS: usize = if usize::BITS < 48 {
         usize::BITS as usize
+    } else if cfg!(miri) {
+        // Miri interprets the map's initialisation byte by byte (minutes for 32 MiB), and
+        // places its allocations low.
+        38
+    } else if cfg!(target_arch = "x86_64") {
+        47
+    } else {
+        48
     };
-    const WORDS: usize =
-        1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT - WORD_BITS.trailing_zeros() as usize);
+    const UNITS: usize = 1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT);
 
-    /// The empty map (lives in `.bss`; untouched words cost no memory).
+    /// The empty map (lives in `.bss`; untouched pages cost no memory).
     pub const fn new() -> Self {
         SegmentMap {
-            bits: [const { AtomicUsize::new(0) }; SegmentMap::WORDS],
+            units: [const { AtomicU8::new(0) }; SegmentMap::UNITS],
         }
-    }
-
-    #[inline(always)]
-    fn slot(segment: usize) -> Option<(usize, usize)> {
-        let unit = segment >> SEGMENT_SHIFT;
-        let word = unit / WORD_BITS;
-        if word >= Self::WORDS {
-            return None;
-        }
-        Some((word, 1usize << (unit % WORD_BITS)))
     }
 
     /// Whether a segment starts at the segment address of `p`.
     #[inline(always)]
     pub fn contains(&self, p: *const u8) -> bool {
-        // Range-checked, not masked: a garbage pointer whose low 48 bits name a segment (a
+        // Range-checked, not masked: a garbage pointer whose low bits name a segment (a
         // corrupted top byte) must not alias onto it, or `free` would read a header through a
         // non-canonical address.
-        let unit = p as usize >> SEGMENT_SHIFT;
-        let word = unit / WORD_BITS;
-        word < Self::WORDS
-            && self.bits[word].load(Ordering::Relaxed) & 1usize.wrapping_shl(unit as u32) != 0
+        match self.units.get(p as usize >> SEGMENT_SHIFT) {
+            Some(u) => u.load(Ordering::Relaxed) != 0,
+            None => false,
+        }
     }
 
     /// Records a segment; returns false if its address is outside the map.
     pub fn insert(&self, segment: *mut Segment) -> bool {
-        match Self::slot(segment as usize) {
-            Some((word, bit)) => {
-                self.bits[word].fetch_or(bit, Ordering::Release);
+        match self.units.get(segment as usize >> SEGMENT_SHIFT) {
+            Some(u) => {
+                u.store(1, Ordering::Release);
                 true
             }
             None => false,
@@ -376,8 +370,8 @@ impl SegmentMap {
 
     /// Forgets a segment.
     pub fn remove(&self, segment: *mut Segment) {
-        if let Some((word, bit)) = Self::slot(segment as usize) {
-            self.bits[word].fetch_and(!bit, Ordering::Release);
+        if let Some(u) = self.units.get(segment as usize >> SEGMENT_SHIFT) {
+            u.store(0, Ordering::Release);
         }
     }
 }
