@@ -44,9 +44,10 @@ LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
 class Allocator:
     """One column: the system allocator, a Debian package, a peer built from crates.io, or oxalloc."""
 
-    def __init__(self, name, kind, lib=None, package=None, peer=None):
+    def __init__(self, name, kind, lib=None, package=None, peer=None, env=None):
         self.name, self.kind, self.package, self.peer = name, kind, package, peer
         self.lib = PEERS / peer / "target" / "release" / f"libpeer_{peer}.so" if peer else lib
+        self.env = env or {}  # extra environment of this column (--compare NAME=PATH,VAR=VALUE)
 
 
 ALLOCATORS = {a.name: a for a in (
@@ -91,6 +92,7 @@ class Workload:
             if allocator in RUST_BINARIES:
                 preload = None
         env = {"LD_PRELOAD": str(preload)} if preload else {}
+        env.update(ALLOCATORS[allocator].env)
         return argv, env
 
 
@@ -297,7 +299,8 @@ def allocator_versions(allocators):
         elif a.kind == "peer":
             versions[name] = peer_version(a)
         elif a.kind == "compare":
-            versions[name] = {"text": f"preloaded from {a.lib}"}
+            extra = "".join(f" with {k}={v}" for k, v in a.env.items())
+            versions[name] = {"text": f"preloaded from {a.lib}{extra}"}
         else:
             rev = _run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]) or "unknown"
             versions[name] = {"text": f"this tree, commit {rev}"}
@@ -314,6 +317,7 @@ def measure(workload, allocator):
     plus what the workload itself reports on stderr: phase times and its final RSS."""
     argv, extra = workload.command(allocator)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OXALLOC_REPORT_FILE")}
+    env.update({k: v for k, v in extra.items() if k != "LD_PRELOAD"})
     stdin = open(workload.stdin, "rb") if workload.stdin else subprocess.DEVNULL
     report = WORK / "measure.txt"
     out_path, err_path = WORK / "stdout.txt", WORK / "stderr.txt"
@@ -518,6 +522,7 @@ def callgrind_pairs(allocators):
             cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={WORK}/cg.%p.out", "/usr/bin/env"]
             if lib:
                 cmd.append(f"LD_PRELOAD={lib}")
+            cmd += [f"{k}={v}" for k, v in ALLOCATORS[a].env.items()]
             cmd += [str(WORK / "pair"), str(rounds)]
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)
             found = re.findall(r"Collected : (\d+)", r.stderr)
@@ -566,16 +571,20 @@ def main():
     ap.add_argument("--callgrind", action="store_true", help="also count instructions per malloc/free pair")
     ap.add_argument("--no-build", action="store_true", help="use what is already built (oxalloc, workloads, peers)")
     ap.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md and bench/results alone (results go to bench/results/work)")
-    ap.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=PATH[,VAR=VALUE...]",
                     help="also run a preloaded library under the column NAME, e.g. an older "
-                         "liboxalloc.so built from another commit (repeatable)")
+                         "liboxalloc.so built from another commit, with extra environment "
+                         "variables if given (e.g. oxalloc-secure=target/release/liboxalloc.so,"
+                         "OXALLOC_SECURE=1) (repeatable)")
     args = ap.parse_args()
     for spec in args.compare:
-        name, _, path = spec.partition("=")
-        if not name or not path or not Path(path).is_file():
-            print(f"--compare {spec}: expected NAME=PATH of an existing library", file=sys.stderr)
+        name, _, rest = spec.partition("=")
+        path, *extra = rest.split(",")
+        env = dict(e.split("=", 1) for e in extra if "=" in e)
+        if not name or not path or not Path(path).is_file() or len(env) != len(extra):
+            print(f"--compare {spec}: expected NAME=PATH[,VAR=VALUE...] of an existing library", file=sys.stderr)
             return 2
-        ALLOCATORS[name] = Allocator(name, "compare", Path(path).resolve())
+        ALLOCATORS[name] = Allocator(name, "compare", Path(path).resolve(), env=env)
 
     wanted = list(ALLOCATORS)
     if args.allocators:
