@@ -89,6 +89,13 @@ typedef int (*ox_heap_visit_fn)(const struct ox_heap_area *area, const struct ox
 /* Walks the heap; returns 0 when it went to the end, or the value that stopped it. */
 int    ox_heap_visit(int flags, ox_heap_visit_fn visit, void *arg);
 
+/* The sampled heap profile (OXALLOC_PROFILE=1; mean bytes between samples OXALLOC_PROFILE_RATE).
+ * Writes the live samples (size, raw return addresses) and /proc/self/maps to `path`, or with
+ * NULL to OXALLOC_PROFILE_FILE (`%p` is the process id; default oxalloc-profile.%p.txt), as it
+ * is written at exit; `oxalloc` symbolises it. Returns 0, or -1 if profiling is off or the file
+ * cannot be written. Allocates nothing. */
+int    ox_profile_dump(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,7 @@
 //! `oxalloc.h` declares, and that every C++ operator is exported.
 
 use crate::glibc::{Mallinfo, Mallinfo2};
-use crate::{c_api, glibc, visit};
+use crate::{c_api, glibc, profile, visit};
 use core::ffi::{c_char, c_int, c_void};
 use visit::VisitFn;
 
@@ -58,6 +58,7 @@ export!(glibc::mallopt(param: c_int, value: c_int) -> c_int; [ox_mallopt] [mallo
 export!(glibc::stats_json(buf: *mut c_char, len: usize) -> usize; [ox_stats_json] []);
 export!(glibc::stats_print() -> (); [ox_stats_print] []);
 export!(visit::heap_visit(flags: c_int, visit: Option<VisitFn>, arg: *mut c_void) -> c_int; [ox_heap_visit] []);
+export!(profile::profile_dump(path: *const c_char) -> c_int; [ox_profile_dump] []);
 
 // C++'s operator delete, in libstdc++'s list (`nm -D libstdc++.so.6`): plain and array, each
 // unsized, sized, nothrow, aligned, aligned sized and aligned nothrow.

@@ -16,6 +16,7 @@
 //! - [`glibc`]: glibc-compatible introspection (`mallinfo`, `mallinfo2`, `malloc_stats`,
 //!   `malloc_info`, `mallopt`, `malloc_trim`) and oxalloc's own statistics output;
 //! - [`visit`]: the heap walk (`ox_heap_visit`);
+//! - [`profile`]: the sampled heap profile written on request (`ox_profile_dump`);
 //! - `cxx` (x86-64 Linux, `override` feature): the replaceable C++ `operator new` and
 //!   `operator delete`, under their mangled names;
 //! - [`exports`]: the exported symbols, `ox_*` always and the standard names under the
@@ -31,6 +32,7 @@ pub mod c_api;
 pub mod cxx;
 pub mod exports;
 pub mod glibc;
+pub mod profile;
 pub mod visit;
 
 #[cfg(not(test))]

@@ -4,11 +4,13 @@
 //! Sections (each an element with the id in brackets): the summary [`summary`], the timelines
 //! of live, mapped and resident bytes [`timelines`], the heap maps at the peak and at exit
 //! [`heapmaps`], the size-class histogram [`histogram`], fragmentation per size class
-//! [`fragmentation`], and the places of sampled profiling — top allocation sites [`sites`],
-//! flame graph [`flamegraph`], leaks by call site [`leaks`] — which say that profiling was not
-//! enabled until it exists.
+//! [`fragmentation`], and sampled profiling — top allocation sites at exit and at the peak
+//! [`sites`], a flame graph of the blocks live at exit [`flamegraph`] (inline SVG drawn here,
+//! a rectangle per frame with its bytes on hover) and leaks by call site [`leaks`] — which say
+//! why when the run had no profile.
 
 use crate::heapmap::{Area, HeapMap, Page};
+use crate::profile::{Site, Summary};
 use crate::report::{human, Report};
 use crate::sample::Sample;
 use std::fmt::Write;
@@ -428,6 +430,162 @@ fn legend() -> String {
     s
 }
 
+/// A table of allocation sites (with callers when `callers`).
+fn sites_table(sites: &[Site], callers: bool) -> String {
+    let mut s = String::from("<table class=\"sites\"><tr><th>site</th><th>where</th>");
+    if callers {
+        s.push_str("<th>called from</th>");
+    }
+    s.push_str("<th>live bytes (est.)</th><th>blocks (est.)</th><th>samples</th></tr>");
+    for site in sites {
+        let _ = write!(
+            s,
+            "<tr data-function=\"{}\" data-bytes=\"{}\"><td class=\"l\"><code>{}</code></td><td class=\"l muted\">{}</td>",
+            esc(&site.function),
+            site.bytes,
+            esc(&site.function),
+            esc(site.location.as_deref().unwrap_or(&site.object))
+        );
+        if callers {
+            let _ = write!(s, "<td class=\"l\">{}</td>", esc(&site.callers.join(" ← ")));
+        }
+        let _ = write!(
+            s,
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&human(site.bytes)),
+            site.blocks,
+            site.samples
+        );
+    }
+    s.push_str("</table>");
+    s
+}
+
+/// A flame graph of folded stacks (`root;...;leaf bytes`) as inline SVG: the root at the
+/// bottom, each frame as wide as its bytes, its name and bytes in a hover title.
+pub fn flamegraph_svg(folded: &[String]) -> String {
+    #[derive(Default)]
+    struct Node {
+        bytes: f64,
+        children: std::collections::BTreeMap<String, Node>,
+    }
+    let mut root = Node::default();
+    for line in folded {
+        let Some((stack, n)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let n: f64 = n.parse().unwrap_or(0.0);
+        root.bytes += n;
+        let mut node = &mut root;
+        for f in stack.split(';') {
+            node = node.children.entry(f.to_string()).or_default();
+            node.bytes += n;
+        }
+    }
+    fn depth(n: &Node) -> usize {
+        n.children.values().map(|c| 1 + depth(c)).max().unwrap_or(0)
+    }
+    const W: f64 = 1000.0;
+    const ROW: f64 = 17.0;
+    let rows = depth(&root).max(1);
+    let h = rows as f64 * ROW + 4.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg class=\"flame\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+    fn draw(s: &mut String, n: &Node, x: f64, level: usize, total: f64, h: f64) {
+        let mut x = x;
+        for (name, c) in &n.children {
+            let w = c.bytes / total * W;
+            if w >= 0.5 {
+                let y = h - (level + 1) as f64 * ROW;
+                let hue = 20
+                    + (name
+                        .bytes()
+                        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32))
+                        % 40);
+                let _ = write!(
+                    s,
+                    "<g class=\"frame\"><title>{} ({}, {:.1}%)</title><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{}\" fill=\"hsl({hue},80%,60%)\" stroke=\"#fff\" stroke-width=\"0.5\"/>",
+                    esc(name),
+                    esc(&human(c.bytes.round() as u64)),
+                    c.bytes / total * 100.0,
+                    w,
+                    ROW - 1.0
+                );
+                let chars = ((w - 6.0) / 6.5).floor();
+                if chars >= 3.0 {
+                    let label: String = if name.chars().count() as f64 > chars {
+                        let mut t: String = name.chars().take(chars as usize - 2).collect();
+                        t.push_str("..");
+                        t
+                    } else {
+                        name.clone()
+                    };
+                    let _ = write!(
+                        s,
+                        "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                        x + 3.0,
+                        y + ROW - 5.0,
+                        esc(&label)
+                    );
+                }
+                s.push_str("</g>");
+                draw(s, c, x, level + 1, total, h);
+            }
+            x += w;
+        }
+    }
+    if root.bytes > 0.0 {
+        draw(&mut s, &root, 0.0, 0, root.bytes, h);
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The profiling sections, from the run's profile.
+fn profiling_sections(r: &Report, d: &Summary) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<section id=\"sites\"><h2>Top allocation sites</h2><p>Sampled heap profile: one allocation per {} allocated on average (geometric sampling by bytes; each sample weighted by the inverse of its chance to be sampled, so the figures are unbiased estimates). {} samples taken in {} process{}, {} live at exit{}.</p><h3>Live at exit</h3>{}",
+        esc(&human(d.rate)),
+        d.samples_taken,
+        d.processes,
+        if d.processes == 1 { "" } else { "es" },
+        d.samples_at_exit,
+        if d.samples_dropped > 0 {
+            format!(", {} dropped (the table of live samples was full)", d.samples_dropped)
+        } else {
+            String::new()
+        },
+        sites_table(&d.sites_at_exit, false)
+    );
+    if d.sites_at_peak.is_empty() {
+        s.push_str(
+            "<p class=\"muted\">No profile at a peak: the heap never grew past 8 MiB mapped.</p>",
+        );
+    } else {
+        let _ = write!(
+            s,
+            "<h3>Live at the peak</h3><p class=\"muted\">As of each process's last heap map at a peak of mapped bytes (within 20% of the peak).</p>{}",
+            sites_table(&d.sites_at_peak, false)
+        );
+    }
+    s.push_str("</section><section id=\"flamegraph\"><h2>Flame graph</h2><p>Blocks live at exit by call stack (root at the bottom, callers below callees); a frame's width is its estimated live bytes. Hover a frame for its name and bytes.</p>");
+    s.push_str(&flamegraph_svg(&d.folded));
+    s.push_str("</section><section id=\"leaks\"><h2>Leaks by call site</h2><p>Blocks still live when the process exited (never freed), grouped by the function that allocated them and its callers. Memory a program keeps until exit on purpose shows here too.</p>");
+    if d.leaks.is_empty() {
+        s.push_str("<p class=\"note\">No sampled block was live at exit.</p>");
+    } else {
+        s.push_str(&sites_table(&d.leaks, true));
+    }
+    s.push_str("</section>");
+    let _ = r;
+    s
+}
+
 fn not_enabled(id: &str, title: &str, r: &Report) -> String {
     format!(
         "<section id=\"{id}\" class=\"not-enabled\"><h2>{}</h2><p class=\"note\">Profiling was not enabled: {}.</p></section>",
@@ -521,9 +679,14 @@ pub fn render(r: &Report) -> String {
         None => s.push_str("<p class=\"note\">No heap map was written.</p>"),
     }
     s.push_str("</section>");
-    s.push_str(&not_enabled("sites", "Top allocation sites", r));
-    s.push_str(&not_enabled("flamegraph", "Flame graph", r));
-    s.push_str(&not_enabled("leaks", "Leaks by call site", r));
+    match &r.profiling.data {
+        Some(d) => s.push_str(&profiling_sections(r, d)),
+        None => {
+            s.push_str(&not_enabled("sites", "Top allocation sites", r));
+            s.push_str(&not_enabled("flamegraph", "Flame graph", r));
+            s.push_str(&not_enabled("leaks", "Leaks by call site", r));
+        }
+    }
     s.push_str("</body></html>\n");
     s
 }

@@ -11,6 +11,7 @@
 mod demo;
 mod heapmap;
 mod html;
+mod profile;
 mod report;
 mod sample;
 
@@ -37,9 +38,17 @@ enum Cmd {
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Also write the report as one self-contained HTML file (timelines, heap maps).
+        /// Also write the report as one self-contained HTML file (timelines, heap maps, call
+        /// sites, flame graph, leaks). Turns sampled heap profiling on.
         #[arg(long, value_name = "FILE.html")]
         report: Option<PathBuf>,
+        /// Write the heap profile's live blocks at exit as folded stacks (`root;...;leaf
+        /// bytes`, for flame graph tools). Turns sampled heap profiling on.
+        #[arg(long, value_name = "FILE")]
+        folded: Option<PathBuf>,
+        /// Write a flame graph SVG of the blocks live at exit. Turns sampled heap profiling on.
+        #[arg(long, value_name = "FILE.svg")]
+        flamegraph: Option<PathBuf>,
         /// Path of liboxalloc.so (default: next to this executable, or $OXALLOC_LIB).
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
@@ -96,12 +105,32 @@ fn coarse_ms() -> u64 {
 /// How often the timelines are sampled.
 const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
-fn run(
+/// What `oxalloc run` writes besides its report on stderr or stdout.
+struct Outputs {
     json: bool,
-    html_path: Option<PathBuf>,
-    lib: Option<PathBuf>,
-    mut command: Vec<OsString>,
-) -> Result<ExitCode, String> {
+    html: Option<PathBuf>,
+    folded: Option<PathBuf>,
+    flamegraph: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Whether the program runs with the heap profiler: for any output that shows call sites,
+    /// unless the environment says otherwise (`OXALLOC_PROFILE` is passed through as it is).
+    fn profile(&self) -> bool {
+        let asked = self.html.is_some() || self.folded.is_some() || self.flamegraph.is_some();
+        match std::env::var("OXALLOC_PROFILE") {
+            Ok(v) => !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "0" | "no" | "off" | "false"
+            ),
+            Err(_) => asked,
+        }
+    }
+}
+
+fn run(out: Outputs, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result<ExitCode, String> {
+    let json = out.json;
+    let html_path = out.html.clone();
     let lib = find_library(lib)?;
     let demo = command.is_empty();
     if demo {
@@ -116,6 +145,12 @@ fn run(
     let maps_dir = work.join("heapmaps");
     std::fs::create_dir_all(&maps_dir).map_err(|e| format!("{}: {e}", maps_dir.display()))?;
     let report_path = work.join("report.jsonl");
+    let profile_dir = work.join("profiles");
+    let profiling = out.profile();
+    if profiling {
+        std::fs::create_dir_all(&profile_dir)
+            .map_err(|e| format!("{}: {e}", profile_dir.display()))?;
+    }
     let sample_path = work.join("samples");
     let sample_file =
         sample::create(&sample_path).map_err(|e| format!("{}: {e}", sample_path.display()))?;
@@ -126,13 +161,17 @@ fn run(
     }
     let start_ms = coarse_ms();
     let started = std::time::Instant::now();
-    let spawned = Command::new(&command[0])
-        .args(&command[1..])
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..])
         .env("LD_PRELOAD", &preload)
         .env("OXALLOC_REPORT_FILE", &report_path)
         .env("OXALLOC_SAMPLE_FILE", &sample_path)
-        .env("OXALLOC_HEAPMAP_DIR", &maps_dir)
-        .spawn();
+        .env("OXALLOC_HEAPMAP_DIR", &maps_dir);
+    if profiling {
+        cmd.env("OXALLOC_PROFILE", "1")
+            .env("OXALLOC_PROFILE_FILE", profile_dir.join("profile-%p"));
+    }
+    let spawned = cmd.spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -155,6 +194,11 @@ fn run(
     let wall = started.elapsed();
     let text = std::fs::read_to_string(&report_path).unwrap_or_default();
     let heap_maps = heapmap::read_dir(&maps_dir, start_ms);
+    let profiles = if profiling {
+        profile::read_dir(&profile_dir)
+    } else {
+        Vec::new()
+    };
     let _ = std::fs::remove_dir_all(&work);
     let shown: Vec<String> = if demo {
         vec!["(built-in demo workload)".into()]
@@ -173,6 +217,24 @@ fn run(
     );
     r.timeline = timeline;
     r.heap_maps = heap_maps;
+    if profiling {
+        r.profiling = report::Profiling::from_profiles(&profiles);
+    }
+    let folded = r
+        .profiling
+        .data
+        .as_ref()
+        .map(|d| d.folded.clone())
+        .unwrap_or_default();
+    if let Some(path) = &out.folded {
+        let mut text = folded.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &out.flamegraph {
+        let svg = profile::flamegraph_svg(&folded, "Live heap at exit (estimated bytes)")?;
+        std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if let Some(path) = &html_path {
         std::fs::write(path, html::render(&r)).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -198,9 +260,21 @@ fn main() -> ExitCode {
         Cmd::Run {
             json,
             report,
+            folded,
+            flamegraph,
             lib,
             command,
-        } => run(json, report, lib, command).unwrap_or_else(|e| {
+        } => run(
+            Outputs {
+                json,
+                html: report,
+                folded,
+                flamegraph,
+            },
+            lib,
+            command,
+        )
+        .unwrap_or_else(|e| {
             eprintln!("oxalloc: {e}");
             ExitCode::from(127)
         }),

@@ -109,21 +109,44 @@ pub struct Report {
     pub profiling: Profiling,
 }
 
-/// Whether the report has call-site data (sampled heap profiling, issue 12 item 3).
+/// The call-site data of the report (sampled heap profiling), when profiling was on.
 #[derive(Serialize, Default)]
 pub struct Profiling {
     pub enabled: bool,
+    /// Why there is no data, when there is none.
     pub note: String,
+    /// The sites, leaks and folded stacks (flattened into this object in the JSON).
+    #[serde(flatten)]
+    pub data: Option<crate::profile::Summary>,
 }
 
 impl Profiling {
-    /// What the report says today.
+    /// No profile: `oxalloc run` without `--report`, `--folded` or `--flamegraph`.
     pub fn not_enabled() -> Profiling {
         Profiling {
             enabled: false,
-            note: "sampled heap profiling is not enabled (not implemented yet): no call sites, \
-                   flame graph or leaks by call site"
+            note: "sampled heap profiling was off (it is on with --report, --folded or \
+                   --flamegraph, or with OXALLOC_PROFILE=1)"
                 .into(),
+            data: None,
+        }
+    }
+
+    /// The profiles the program's processes wrote.
+    pub fn from_profiles(profiles: &[crate::profile::RawProfile]) -> Profiling {
+        if profiles.is_empty() {
+            return Profiling {
+                enabled: false,
+                note: "no process wrote a heap profile (the program may have been killed, or \
+                       ran with OXALLOC_PROFILE=0)"
+                    .into(),
+                data: None,
+            };
+        }
+        Profiling {
+            enabled: true,
+            note: String::new(),
+            data: Some(crate::profile::summarize(profiles, 20)),
         }
     }
 }

@@ -14,8 +14,9 @@ use crate::free::{drain_delayed, free};
 use crate::heap::Heap;
 use crate::huge::{huge_alloc, huge_realloc};
 use crate::os::{Os, OS_PAGE};
-use crate::page::{CorruptLink, Page, FLAG_HAS_ALIGNED};
+use crate::page::{CorruptLink, Page, FLAG_HAS_ALIGNED, FLAG_SAMPLED};
 use crate::page_life::{find_page, refill};
+use crate::profile::FRAMES;
 use crate::secure::{self, TRAILER};
 use crate::segment::{owner, Segment, SegmentKind, MAX_ALIGN, SEGMENT_MAP};
 use crate::size_class::{bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
@@ -80,6 +81,12 @@ unsafe fn malloc_refill<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
     // A sentinel heap has empty queues and no delayed frees, so it falls through too.
     // SAFETY: the caller's heap is valid and ours; pages in our queues are ours.
     unsafe {
+        if (*heap).sampler.pending_count != 0 {
+            let p = malloc_sampled(heap, size);
+            if !p.is_null() {
+                return p;
+            }
+        }
         if size <= MEDIUM_MAX && (*heap).delayed.is_empty() {
             let page = (*heap).pages.queues[bin_of(size)].first();
             if !page.is_null() {
@@ -120,6 +127,13 @@ unsafe fn malloc_generic<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
         if page.is_null() {
             return ptr::null_mut();
         }
+        if (*heap).sampler.pending_count != 0 {
+            // The refills of `find_page` may have cut a list right at its start.
+            let p = malloc_sampled(heap, size);
+            if !p.is_null() {
+                return p;
+            }
+        }
         pop(heap, page)
     }
 }
@@ -144,6 +158,77 @@ fn corrupt_link<S: Os>(arena: &Arena<S>, bad: CorruptLink) -> ! {
     )
 }
 
+/// Hands out a block the sampler set aside for `size`'s class (see `profile`), recording its
+/// stack; null if there is none.
+///
+/// # Safety
+/// The caller owns the bound heap `heap`.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_sampled<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
+    if size > MEDIUM_MAX {
+        return ptr::null_mut();
+    }
+    // SAFETY: pending blocks are blocks of our pages, counted as used (and live) and on no
+    // free list.
+    unsafe {
+        let b = (*heap).sampler.take_pending(bin_of(size));
+        if b.is_null() {
+            return b;
+        }
+        let page = Segment::page_of(Segment::of(b), b);
+        debug_assert!((*page).bin as usize == bin_of(size));
+        if (*page).free_zeroed {
+            // `malloc_zeroed` trusts the page's flag, which speaks for its current `free` list.
+            ptr::write_bytes(b, 0, (*page).block_size);
+        }
+        (*page).flags |= FLAG_SAMPLED;
+        record_sample(heap, b, size, (*page).block_size);
+        b
+    }
+}
+
+/// Records the stack of a sampled block (unless a sample is being recorded already on this
+/// thread: the unwinder may allocate).
+///
+/// # Safety
+/// The caller owns the bound heap `heap`; `block` is the start of the sampled block.
+#[cold]
+#[inline(never)]
+unsafe fn record_sample<S: Os>(heap: *mut Heap<S>, block: *mut u8, size: usize, block_size: usize) {
+    // SAFETY: the heap is ours; no reference into it is held across the unwinder, which may
+    // allocate on this thread.
+    unsafe {
+        if (*heap).sampler.busy {
+            return;
+        }
+        (*heap).sampler.busy = true;
+        let arena = (*heap).arena;
+        let mut frames = [0usize; FRAMES];
+        let n = arena.os.backtrace(&mut frames).min(FRAMES);
+        arena
+            .profile
+            .record(&arena.os, block as usize, size, block_size, &frames[..n]);
+        (*heap).sampler.busy = false;
+    }
+}
+
+/// Charges a huge block to the sampler and records it if a sample point falls in it.
+#[cold]
+#[inline(never)]
+unsafe fn sample_huge<S: Os>(heap: *mut Heap<S>, rate: usize, p: *mut u8, size: usize) {
+    // SAFETY: `p` is a live huge block just allocated by this thread, so its page is ours.
+    unsafe {
+        let page = Segment::page_of(Segment::of(p), p);
+        let block_size = (*page).block_size;
+        if (*heap).sampler.charge_block(rate, block_size) {
+            (*page).flags |= FLAG_SAMPLED;
+            let start = (*page).block_start(p as usize);
+            record_sample(heap, start.cast(), size, block_size);
+        }
+    }
+}
+
 /// A huge block. Huge blocks have no owning heap, but a thread's first allocation binds it
 /// anyway: binding is what runs process start-up (options, such as the memory source)
 /// before anything is mapped.
@@ -151,10 +236,19 @@ unsafe fn huge<S: Os>(heap: *mut Heap<S>, size: usize, align: usize, zero: bool)
     // SAFETY: the caller's heap is valid; the front end's binder returns a heap bound to this
     // thread, or null.
     unsafe {
-        if (*heap).is_sentinel() && ((*heap).bind)().is_null() {
-            return ptr::null_mut();
+        let mut heap = heap;
+        if (*heap).is_sentinel() {
+            heap = ((*heap).bind)();
+            if heap.is_null() {
+                return ptr::null_mut();
+            }
         }
-        huge_alloc((*heap).arena, size, align, zero)
+        let p = huge_alloc((*heap).arena, size, align, zero);
+        let rate = (*heap).arena.profile.rate();
+        if rate != 0 && !p.is_null() && !(*heap).is_sentinel() {
+            sample_huge(heap, rate, p, size);
+        }
+        p
     }
 }
 
@@ -393,6 +487,15 @@ pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) ->
         if (*seg).kind == SegmentKind::Huge && new_size > MEDIUM_MAX {
             let q = huge_realloc((*heap).arena, seg, usable, new_size);
             if !q.is_null() {
+                let page = Segment::page_of(Segment::of(q), q);
+                if q != p && (*page).flags & FLAG_SAMPLED != 0 {
+                    let arena = (*heap).arena;
+                    let (old, new) = (p as usize, (*page).block_start(q as usize) as usize);
+                    let old = old - (q as usize - new);
+                    arena
+                        .profile
+                        .moved(&arena.os, old, new, new_size, (*page).block_size);
+                }
                 return q;
             }
         } else if new_size <= usable && new_size >= usable / 2 {

@@ -17,6 +17,7 @@
 
 use crate::options::{self, Opt};
 use crate::os::{Mapping, Os, OS_PAGE};
+use crate::profile::Profiler;
 use crate::segment::{
     owner, InOwnerList, InRegistry, Segment, SegmentKind, HEADER_SIZE, SEGMENT_MAP, SEGMENT_SIZE,
 };
@@ -57,6 +58,8 @@ pub struct Arena<S: Os + 'static> {
     abandoned_now: AtomicUsize,
     /// The `OXALLOC_SECURE` level heaps and huge blocks are made with (see `secure`).
     secure: AtomicUsize,
+    /// The heap profile's settings and its table of live samples.
+    pub profile: Profiler,
 }
 
 // SAFETY: all mutable state is behind spin locks or atomics; raw pointers in it refer to
@@ -81,6 +84,7 @@ impl<S: Os + 'static> Arena<S> {
             next_decay_ms: AtomicU64::new(0),
             abandoned_now: AtomicUsize::new(0),
             secure: AtomicUsize::new(0),
+            profile: Profiler::new(),
         }
     }
 

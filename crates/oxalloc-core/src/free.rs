@@ -11,7 +11,7 @@ use crate::arena::Arena;
 use crate::heap::Heap;
 use crate::huge::huge_free;
 use crate::os::Os;
-use crate::page::{Block, Page, FLAG_IN_FULL};
+use crate::page::{Block, Page, FLAG_IN_FULL, FLAG_SAMPLED};
 use crate::page_life::{retire, unfull};
 use crate::secure;
 use crate::segment::{owner, Segment, SegmentKind, SEGMENT_MAP};
@@ -125,6 +125,9 @@ unsafe fn free_checked<S: Os>(
     // SAFETY: `seg` is a registered segment (checked by the caller) and `page` is one of its
     // page slots.
     unsafe {
+        if (*page).flags & FLAG_SAMPLED != 0 {
+            free_sampled(arena, seg, page, p, tid);
+        }
         if (*seg).kind == SegmentKind::Huge {
             let pg = &*page;
             let live = (*seg).thread_id.load(Ordering::Acquire) == owner::HUGE_LIVE;
@@ -256,6 +259,35 @@ unsafe fn release_quarantined<S: Os>(heap: *mut Heap<S>, old: usize) {
             );
         }
         free_owned(heap, page, old as *mut Block);
+    }
+}
+
+/// A free on a page that may hold sampled blocks of the heap profile: forgets the block's sample
+/// if it has one; the owner clears the page's flag once no sample is left in it.
+#[cold]
+#[inline(never)]
+unsafe fn free_sampled<S: Os>(
+    arena: &Arena<S>,
+    seg: *mut Segment,
+    page: *mut Page,
+    p: *mut u8,
+    tid: usize,
+) {
+    // SAFETY: `page` is a page slot of the registered segment `seg`; only its owner writes it.
+    unsafe {
+        let pg = &*page;
+        let block = if pg.assigned && pg.contains(p as usize) {
+            pg.block_start(p as usize) as usize
+        } else {
+            p as usize
+        };
+        if arena.profile.release(block)
+            && (*seg).kind != SegmentKind::Huge
+            && (*seg).thread_id.load(Ordering::Relaxed) == tid
+            && !arena.profile.any_in(pg.start as usize, pg.end())
+        {
+            (*page).flags &= !FLAG_SAMPLED;
+        }
     }
 }
 

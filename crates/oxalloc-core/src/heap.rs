@@ -22,6 +22,7 @@ use crate::arena::Arena;
 use crate::os::{Os, OS_PAGE};
 use crate::page::Page;
 use crate::page_queue::{PageQueue, PageQueues, FULL};
+use crate::profile::Sampler;
 use crate::secure::Quarantine;
 use crate::segment::{InOwnerList, Segment};
 use crate::stats::HeapCounters;
@@ -69,6 +70,8 @@ pub struct Heap<S: Os + 'static> {
     pub(crate) secure: usize,
     /// Secure mode: blocks freed by the owner, waiting before they are reused.
     pub(crate) quarantine: Quarantine,
+    /// The heap profile's sampler (idle unless profiling is on).
+    pub(crate) sampler: Sampler,
 }
 
 /// What the registry's pool is made of: a heap, and beside it (outside the memory its owner
@@ -110,6 +113,7 @@ impl<S: Os + 'static> Heap<S> {
             next_purge_ms: 0,
             secure: 0,
             quarantine: Quarantine::new(),
+            sampler: Sampler::new(),
         }
     }
 
@@ -208,6 +212,7 @@ impl<S: Os + 'static> HeapRegistry<S> {
             (*heap).key = heap_key(secret, heap as usize, thread_id, n);
             (*heap).secure = arena.secure();
             (*heap).pages.secure = (*heap).secure != 0;
+            (*heap).sampler.seed((*heap).key as u64);
             lists.live.push_front(slot);
             heap
         }

@@ -46,6 +46,20 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
 unsafe fn abandon<S: Os>(heap: *mut Heap<S>) {
     // SAFETY: we own every page in our queues.
     unsafe {
+        // 0. Blocks the profile's sampler set aside go back to their pages (as if allocated
+        //    and freed, so the allocation they were counted as is taken back).
+        loop {
+            let b = (*heap).sampler.take_any_pending();
+            if b.is_null() {
+                break;
+            }
+            let page = Segment::page_of(Segment::of(b), b);
+            (*page).clear_live(b as usize);
+            (*page).push_local(b.cast());
+            (*heap)
+                .counters
+                .add_allocations((*page).bin as usize, 1u64.wrapping_neg());
+        }
         // 1. No remote thread may touch this heap once we are gone.
         for q in 0..=FULL {
             let mut page = (*heap).pages.queues[q].first();

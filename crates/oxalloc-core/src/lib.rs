@@ -24,8 +24,8 @@
 //!  3  thread_free, page, secure              the cross-thread free protocol; a page's blocks and
 //!                                            free lists; secure mode's seals, fills, quarantine
 //!  4  page_queue, segment                    queues of pages + direct table; segment layout + map
-//!  5  span_cache, region                     spans kept for reuse and when to purge them; the
-//!                                            fixed-region source
+//!  5  span_cache, region, profile            spans kept for reuse and when to purge them; the
+//!                                            fixed-region source; heap-profile sampling
 //!  6  arena                                  segments from the source and back; abandoned list
 //!  7  huge                                   blocks with a segment of their own
 //!  8  heap                                   the heap type and the registry of heaps
@@ -87,6 +87,7 @@ pub mod thread_free;
 pub(crate) mod page_queue;
 pub(crate) mod segment;
 
+pub mod profile;
 pub mod region;
 pub(crate) mod span_cache;
 

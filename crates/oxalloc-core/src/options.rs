@@ -90,6 +90,12 @@ options! {
         "a directory where each process writes its heap map at exit and when its peak of mapped bytes grows by 20% (`oxalloc run` sets it)";
     Valgrind = "VALGRIND", 0, &[],
         "describe every allocation and free to valgrind's memcheck with client requests, so it reports leaks, overflows and uses after free (read once at start-up; blocks get redzones, and every malloc and free takes the slow path)";
+    Profile = "PROFILE", 0, &[],
+        "sampled heap profiling: record the call stack of one allocation per `OXALLOC_PROFILE_RATE` bytes on average and write the live samples to `OXALLOC_PROFILE_FILE` at exit (`oxalloc run --report` turns it on)";
+    ProfileRate = "PROFILE_RATE", 512 * 1024, &[],
+        "mean bytes allocated between two samples of the heap profile";
+    ProfileFile = "PROFILE_FILE", 0, PATH,
+        "where the heap profile is written, `%p` standing for the process id (default `oxalloc-profile.%p.txt`); `oxalloc run` sets it";
 }
 
 /// Current value of an option.

@@ -86,4 +86,12 @@ pub unsafe trait Os: Sync {
 
     /// Reports a fatal heap error naming `ptr` in one line, then ends the process.
     fn fatal(&self, what: &str, ptr: usize) -> !;
+
+    /// Fills `frames` with the calling thread's return addresses, innermost first, and returns
+    /// how many it wrote (for sampled heap profiles, see `profile`). Must not take a lock that a
+    /// `malloc` caller may hold; may allocate only if a nested `malloc` is harmless (the sampler
+    /// does not sample while it records). The default records nothing.
+    fn backtrace(&self, _frames: &mut [usize]) -> usize {
+        0
+    }
 }

@@ -11,8 +11,8 @@
 //!   used until the owner collects it;
 //! - `capacity <= reserved`; blocks `capacity..reserved` have never been touched;
 //! - `flags == 0` iff the slot holds a page that is not in the full queue and holds no interior
-//!   (aligned) pointers, which is what lets the owner's free take its fast path (a free slot has
-//!   `FLAG_UNASSIGNED`);
+//!   (aligned) pointers and no sampled block of the heap profile, which is what lets the owner's
+//!   free take its fast path (a free slot has `FLAG_UNASSIGNED`);
 //! - the live bitmap (one bit per 16-byte granule of the slot, see [`Page::live_word`]) has
 //!   exactly one bit set per used block: at the block's start, or at the aligned pointer `malloc`
 //!   returned inside it. A block on `thread_free` is still used, so its bit is still set; the
@@ -56,6 +56,8 @@ pub const FLAG_UNASSIGNED: u8 = 4;
 pub const FLAG_SECURE: u8 = 8;
 /// `flags` bit, with `FLAG_SECURE`: freed blocks are zeroed rather than filled.
 pub const FLAG_ZERO_FREED: u8 = 16;
+/// `flags` bit: the page may hold a live sampled block of the heap profile (see `profile`).
+pub const FLAG_SAMPLED: u8 = 32;
 
 /// log2 of the live bitmap's granule: every block starts on a multiple of 16 bytes.
 pub const LIVE_GRANULE_SHIFT: usize = 4;

@@ -53,13 +53,20 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
         return;
     }
     // SAFETY: we own the page and its `free` list is empty.
-    let added = unsafe {
+    let mut added = unsafe {
         collect(heap, page);
         match page.take_local_free() {
             0 if page.capacity < page.reserved => page.extend(),
             n => n,
         }
     };
+    // SAFETY: the heap is ours; `free` holds the `added` blocks just listed.
+    unsafe {
+        let rate = (*heap).arena.profile.rate();
+        if rate != 0 && added != 0 {
+            added = (*heap).sampler.charge(rate, page, added);
+        }
+    }
     // SAFETY: the caller's heap is valid and ours; no other reference to it is live.
     unsafe {
         let c = &mut (*heap).counters;

@@ -5,11 +5,13 @@
 //!   with a first-fit list of free spans (split and coalesced) in between.
 //! - [`OsSource`]: the one the process uses, chosen by `OXALLOC_SOURCE` at the first mapping;
 //!   the program break falls back to mmap when it cannot grow.
+//! - [`backtrace`]: call stacks for the sampled heap profile (libgcc's unwinder).
 //!
 //! Nothing here allocates: diagnostics are written with `write(2)` from fixed buffers.
 #![no_std]
 #![warn(unsafe_op_in_unsafe_fn, missing_docs)]
 
+pub mod backtrace;
 pub mod brk;
 pub mod mmap;
 mod source;

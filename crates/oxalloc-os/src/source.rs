@@ -144,4 +144,8 @@ unsafe impl Os for OsSource {
     fn fatal(&self, what: &str, ptr: usize) -> ! {
         sys::fatal(what, ptr)
     }
+
+    fn backtrace(&self, frames: &mut [usize]) -> usize {
+        crate::backtrace::backtrace(frames)
+    }
 }

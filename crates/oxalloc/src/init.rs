@@ -7,9 +7,11 @@
 //!
 //! Under `oxalloc run`, two more things happen here: the gauges are kept in the command's shared
 //! sample file (`sample`, for the timelines) and heap maps are written at peaks and at exit
-//! (`heapmap`).
+//! (`heapmap`). With `OXALLOC_PROFILE=1` the sampled heap profile is written at exit (and at
+//! the peaks of heap maps) by `profile`.
 
 mod heapmap;
+pub(crate) mod profile;
 mod sample;
 
 pub(crate) use sample::after_fork_child;
@@ -88,6 +90,9 @@ fn read_options() {
             if let Some(path) = bytes.strip_prefix(b"OXALLOC_HEAPMAP_DIR=") {
                 heapmap::set_dir(path);
             }
+            if let Some(path) = bytes.strip_prefix(b"OXALLOC_PROFILE_FILE=") {
+                profile::set_path(path);
+            }
             if bytes.starts_with(b"OXALLOC_") && !options::set_from_env_entry(bytes) {
                 let mut msg = FixedBuf::<256>::new();
                 let shown = core::str::from_utf8(bytes).unwrap_or("(not UTF-8)");
@@ -113,11 +118,19 @@ fn read_options() {
         let path = *SAMPLE_FILE.lock();
         sample::init(&path);
     }
+    if options::enabled(Opt::Profile) {
+        crate::ARENA
+            .profile
+            .set_rate(options::get(Opt::ProfileRate).max(1));
+    }
 }
 
 extern "C" fn on_load() {
     process_init();
     read_options();
+    if profile::enabled() {
+        oxalloc_os::backtrace::warm_up();
+    }
 }
 
 extern "C" fn on_exit() {
@@ -125,6 +138,7 @@ extern "C" fn on_exit() {
         // SAFETY: `current()` is this thread's heap or the sentinel.
         unsafe { oxalloc_core::free::check_quarantine(crate::thread::current()) };
     }
+    profile::at_exit();
     heapmap::at_exit();
     sample::exited();
     let show = options::enabled(Opt::ShowStats);

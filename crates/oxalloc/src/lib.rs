@@ -279,6 +279,21 @@ fn own_heap() -> Option<*mut ThreadHeap> {
     None
 }
 
+/// Writes the sampled heap profile now (see the README's profiling section): the live samples
+/// with their raw stacks and the process's mappings, to `path`, or with `None` to the file of
+/// `OXALLOC_PROFILE_FILE` (default `oxalloc-profile.<pid>.txt`). Returns false if profiling is
+/// off (`OXALLOC_PROFILE=1` turns it on) or the file cannot be written. Allocates nothing.
+pub fn profile_dump(path: Option<&core::ffi::CStr>) -> bool {
+    init::process_init();
+    if !init::profile::enabled() {
+        return false;
+    }
+    match path {
+        Some(p) => init::profile::dump_to(p.to_bytes_with_nul(), "request"),
+        None => init::profile::dump_configured("request", ""),
+    }
+}
+
 /// oxalloc as Rust's global allocator.
 pub struct OxAlloc;
 

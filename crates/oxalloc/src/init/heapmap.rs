@@ -52,6 +52,7 @@ pub(super) fn on_gauges(g: &Gauges) {
     write_dump("peak", g, |f| unsafe {
         visit::heap_visit(&ARENA, None, false, f)
     });
+    super::profile::at_peak();
     BUSY.store(false, Ordering::Release);
 }
 
