@@ -155,7 +155,10 @@ fn check_html_against_json(html: &str, json: &serde_json::Value) {
             "section {id} missing"
         );
     }
-    assert!(html.contains("Profiling was not enabled"));
+    // --report turns the heap profiler on: the three profiling sections have its data.
+    assert_eq!(json["profiling"]["enabled"], true, "{}", json["profiling"]);
+    assert!(!html.contains("Profiling was not enabled"));
+    assert!(html.contains("<svg class=\"flame\""));
     let timeline = json["timeline"].as_array().unwrap();
     assert!(timeline.len() > 1, "timeline of {} samples", timeline.len());
     let svg_points = html
@@ -243,7 +246,9 @@ fn html_and_json_report_of_python() {
     ] {
         assert!(json.get(key).is_some(), "{key}");
     }
-    assert_eq!(json["profiling"]["enabled"], false);
+    for key in ["rate", "sites_at_exit", "sites_at_peak", "leaks", "folded"] {
+        assert!(json["profiling"].get(key).is_some(), "profiling {key}");
+    }
     let s = &json["timeline"][1];
     for key in [
         "t_ms",

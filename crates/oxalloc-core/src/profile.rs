@@ -30,9 +30,11 @@
 //! ## The table
 //! A fixed table of [`SLOTS`] samples, mapped from the source on first use, shared by all
 //! threads without a lock: a slot is claimed by a compare-and-swap of its key (the block's
-//! address), probing at most [`PROBES`] slots from the address's hash; a full window drops the
-//! sample (counted). Readers (the dump) copy a slot and keep it only if its key and generation
-//! did not change meanwhile.
+//! address), probing at most [`PROBES`] slots from the hash of the block's 64 KiB granule; a full
+//! window drops the sample (counted). Hashing by granule keeps the samples of one small page
+//! (a 64 KiB slot) in one window, so whether a page still holds one is a scan of a window, not
+//! of the table. Readers (the dump) copy a slot and keep it only if its key and generation did
+//! not change meanwhile.
 
 use crate::os::{Os, OS_PAGE};
 use crate::page::{Block, Page};
@@ -46,7 +48,9 @@ pub const FRAMES: usize = 32;
 /// Samples the table holds at once (live sampled blocks).
 pub const SLOTS: usize = 4096;
 /// Slots probed from a block's hash.
-pub const PROBES: usize = 16;
+pub const PROBES: usize = 32;
+/// Blocks hash by their address shifted by this (64 KiB granules, the size of a small page).
+const GRANULE_SHIFT: u32 = 16;
 /// Default mean bytes between samples (`OXALLOC_PROFILE_RATE`).
 pub const DEFAULT_RATE: usize = 512 * 1024;
 
@@ -105,8 +109,13 @@ impl Default for Profiler {
     }
 }
 
+/// First slot of the window of the granule `granule`.
+fn window(granule: usize) -> usize {
+    ((granule as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize % SLOTS
+}
+
 fn hash(addr: usize) -> usize {
-    ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize % SLOTS
+    window(addr >> GRANULE_SHIFT)
 }
 
 impl Profiler {
@@ -249,15 +258,27 @@ impl Profiler {
         }
     }
 
-    /// Whether a live sample lies in `start..end` (scans the whole table: called when a
-    /// sampled block is freed by its page's owner, to clear the page's flag).
+    /// Whether a live sample lies in `start..end` (called when a sampled block is freed by its
+    /// page's owner, to clear the page's flag): scans the windows of the range's granules (one
+    /// for a small page, eight for a medium one), or the whole table for a longer range.
     pub fn any_in(&self, start: usize, end: usize) -> bool {
         let Some(t) = self.table() else {
             return false;
         };
-        t.keys.iter().any(|k| {
+        let inside = |k: &AtomicUsize| {
             let k = k.load(Ordering::Relaxed);
             k >= start && k < end
+        };
+        if end <= start {
+            return false;
+        }
+        let (first, last) = (start >> GRANULE_SHIFT, (end - 1) >> GRANULE_SHIFT);
+        if last - first >= 16 {
+            return t.keys.iter().any(inside);
+        }
+        (first..=last).any(|g| {
+            let h = window(g);
+            (0..PROBES).any(|i| inside(&t.keys[(h + i) % SLOTS]))
         })
     }
 
@@ -656,23 +677,35 @@ mod tests {
         let region = &TestOs;
         let p = Profiler::new();
         assert!(p.find(0x1000).is_none());
+        let at = |i: usize| 0x100_0000 + i * 4096;
         for i in 0..100usize {
-            assert!(p.record(region, 0x10_0000 + i * 64, 48, 64, &[i, i + 1, i + 2]));
+            assert!(p.record(region, at(i), 48, 64, &[i, i + 1, i + 2]));
         }
         assert_eq!(p.live(), 100);
-        let s = p.find(0x10_0000 + 5 * 64).unwrap();
-        assert_eq!((s.size, s.block_size, s.depth), (48, 64, 3));
+        let s = p.find(at(5)).unwrap();
+        assert_eq!((s.addr, s.size, s.block_size, s.depth), (at(5), 48, 64, 3));
         assert_eq!(&s.frames[..3], &[5, 6, 7]);
-        assert!(p.any_in(0x10_0000, 0x10_0040));
-        assert!(p.release(0x10_0000));
-        assert!(!p.release(0x10_0000));
-        assert!(!p.any_in(0x10_0000, 0x10_0040));
+        assert!(p.any_in(at(0), at(0) + 64));
+        assert!(p.release(at(0)));
+        assert!(!p.release(at(0)));
+        assert!(!p.any_in(at(0), at(0) + 64));
+        assert!(
+            p.any_in(at(0), at(0) + 65536),
+            "its neighbours in the granule"
+        );
         let mut n = 0;
         p.for_each(|_| n += 1);
         assert_eq!(n, 99);
-        p.moved(region, 0x10_0000 + 64, 0x20_0000, 4096, 4096);
-        assert_eq!(p.find(0x20_0000).unwrap().frames[0], 1);
-        assert!(p.find(0x10_0000 + 64).is_none());
+        p.moved(region, at(1), 0x200_0000, 4096, 4096);
+        assert_eq!(p.find(0x200_0000).unwrap().frames[0], 1);
+        assert!(p.find(at(1)).is_none());
         assert_eq!((p.live(), p.taken(), p.dropped()), (99, 100, 0));
+        // One granule holds at most a window of samples; more are dropped and counted.
+        let q = Profiler::new();
+        let recorded = (0..PROBES + 5)
+            .filter(|&i| q.record(region, 0x300_0000 + i * 64, 64, 64, &[]))
+            .count();
+        assert_eq!(recorded, PROBES);
+        assert_eq!(q.dropped(), 5);
     }
 }
