@@ -67,7 +67,8 @@ target_dir() { echo "${CARGO_TARGET_DIR:-$PWD/target}"; }
 # python3, sqlite3, pkg-config, valgrind) when one is missing.
 ensure_test_tools() {
     local need=() tool
-    for tool in cc:gcc c++:g++ nm:binutils readelf:binutils git:git python3:python3 sqlite3:sqlite3 pkg-config:pkg-config valgrind:valgrind; do
+    # chromium: the HTML report's screenshot test (crates/oxalloc-cli/tests/report.rs, a few seconds).
+    for tool in cc:gcc c++:g++ nm:binutils readelf:binutils git:git python3:python3 sqlite3:sqlite3 pkg-config:pkg-config valgrind:valgrind chromium:chromium; do
         command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
     done
     if [ ${#need[@]} -gt 0 ]; then

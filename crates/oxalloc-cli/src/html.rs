@@ -492,7 +492,7 @@ pub fn flamegraph_svg(folded: &[String]) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg class=\"flame\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" xmlns=\"http://www.w3.org/2000/svg\">"
+        "<svg class=\"flame\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\">"
     );
     fn draw(s: &mut String, n: &Node, x: f64, level: usize, total: f64, h: f64) {
         let mut x = x;

@@ -294,8 +294,9 @@ fn text_report_draws_a_terminal_heap_map() {
     assert_eq!(row.split('|').nth(1).unwrap().chars().count(), 64, "{row}");
 }
 
-/// Optional: the page rendered by a real headless browser, when Chromium is installed
-/// (`apt-get install chromium`); skipped (with a note) otherwise.
+/// The page rendered by a real headless browser. CI installs Chromium (`ensure_test_tools` in
+/// `.ci/lib.sh`, which fails when it cannot); elsewhere the test is skipped, with a note, when
+/// no Chromium is installed.
 #[test]
 fn html_report_renders_in_chromium_if_installed() {
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
