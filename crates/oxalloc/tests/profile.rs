@@ -35,7 +35,11 @@ fn child(path: &str) {
     let c = std::ffi::CString::new(path).unwrap();
     assert!(oxalloc::profile_dump(Some(&c)), "profile_dump failed");
     // The function's address in this process (the parent's differs: ASLR).
-    std::fs::write(format!("{path}.site"), format!("{:x}", known_site as usize)).unwrap();
+    std::fs::write(
+        format!("{path}.site"),
+        format!("{:x}", known_site as *const () as usize),
+    )
+    .unwrap();
     for p in kept {
         // SAFETY: allocated above with this layout.
         unsafe { std::alloc::dealloc(p as *mut u8, layout()) };
