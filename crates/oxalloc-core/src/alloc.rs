@@ -488,7 +488,8 @@ pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) ->
             let q = huge_realloc((*heap).arena, seg, usable, new_size);
             if !q.is_null() {
                 let page = Segment::page_of(Segment::of(q), q);
-                if q != p && (*page).flags & FLAG_SAMPLED != 0 {
+                if (*page).flags & FLAG_SAMPLED != 0 {
+                    // Moved or resized in place: the sample follows, with its new size.
                     let arena = (*heap).arena;
                     let (old, new) = (p as usize, (*page).block_start(q as usize) as usize);
                     let old = old - (q as usize - new);
