@@ -219,7 +219,7 @@ unsafe fn record_sample<S: Os>(heap: *mut Heap<S>, block: *mut u8, size: usize, 
 unsafe fn sample_huge<S: Os>(heap: *mut Heap<S>, rate: usize, p: *mut u8, size: usize) {
     // SAFETY: `p` is a live huge block just allocated by this thread, so its page is ours.
     unsafe {
-        let page = Segment::page_of(Segment::of(p), p);
+        let page = ptr::addr_of_mut!((*Segment::of(p)).pages[0]);
         let block_size = (*page).block_size;
         if (*heap).sampler.charge_block(rate, block_size) {
             (*page).flags |= FLAG_SAMPLED;
@@ -487,7 +487,9 @@ pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) ->
         if (*seg).kind == SegmentKind::Huge && new_size > MEDIUM_MAX {
             let q = huge_realloc((*heap).arena, seg, usable, new_size);
             if !q.is_null() {
-                let page = Segment::page_of(Segment::of(q), q);
+                // A huge segment's one page (not `page_of`: a moved segment's slot table still
+                // points into its old place until it is set up again).
+                let page = ptr::addr_of_mut!((*Segment::of(q)).pages[0]);
                 if (*page).flags & FLAG_SAMPLED != 0 {
                     // Moved or resized in place: the sample follows, with its new size.
                     let arena = (*heap).arena;
