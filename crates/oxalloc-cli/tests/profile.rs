@@ -310,3 +310,38 @@ fn gcc_with_the_profiler_gives_the_same_object() {
     assert_profiles(&files);
     assert!(files.len() >= 2, "{} profiles", files.len());
 }
+
+#[test]
+fn samples_follow_huge_blocks_that_realloc_moves() {
+    let dir = out_dir("huge");
+    let bin = dir.join("huge_realloc");
+    let st = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&bin)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/programs/huge_realloc.c"
+        ))
+        .status()
+        .expect("cc");
+    assert!(st.success());
+    let (plain, profiled, files) = plain_and_profiled("huge", &[bin.to_str().unwrap()], &dir);
+    assert!(
+        plain.status.success() && profiled.status.success(),
+        "{profiled:?}"
+    );
+    assert_profiles(&files);
+    // 20 blocks of 2 MiB (each sampled: far above the rate), grown to 64 MiB, shrunk to
+    // 200 KiB; 10 freed. The 10 live ones are sampled with their last size.
+    let sizes: Vec<&str> = files[0]
+        .lines()
+        .filter_map(|l| l.strip_prefix("sample "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let huge: Vec<&str> = sizes
+        .iter()
+        .copied()
+        .filter(|s| s.parse::<u64>().unwrap() > 128 * 1024)
+        .collect();
+    assert_eq!(huge, vec!["204800"; 10], "{sizes:?}");
+}

@@ -12,8 +12,10 @@
 
 use crate::arena::Arena;
 use crate::os::{Os, OS_PAGE};
-use crate::page::{Page, FLAG_SECURE};
-use crate::segment::{owner, Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN, SEGMENT_SIZE};
+use crate::page::{live_word_offset, Page, FLAG_SECURE};
+use crate::segment::{
+    owner, Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN, MAX_PAGES, SEGMENT_SIZE,
+};
 use crate::stats::GlobalCounters;
 use crate::util::align::{align_up, checked_align_up};
 use crate::util::sync::Ordering;
@@ -183,11 +185,21 @@ pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: us
         let page = &mut (*nseg).pages[0];
         page.start = moved.as_ptr().add(offset);
         page.block_size = total - offset;
+        // The header holds addresses into itself, which moved with it: the slot table (what
+        // `Segment::page_of` reads) and the page's live-bitmap bias.
+        let live = ptr::addr_of!((*nseg).live) as usize;
+        page.live_bias = live.wrapping_sub(live_word_offset(nseg as usize));
+        let start = page.start;
+        let page = page as *mut Page;
+        let slots = ptr::addr_of_mut!((*nseg).page_of_slot).cast::<*mut Page>();
+        for slot in 0..MAX_PAGES {
+            slots.add(slot).write(page);
+        }
         arena.register(nseg);
         let c = &arena.counters;
         GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, (total - old) as u64);
         GlobalCounters::gauge_add(&c.huge_live_bytes, &c.peak_live_bytes, (total - old) as u64);
-        page.start
+        start
     }
 }
 
