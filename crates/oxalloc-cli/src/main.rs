@@ -245,6 +245,9 @@ fn run(out: Outputs, lib: Option<PathBuf>, mut command: Vec<OsString>) -> Result
         );
     } else {
         eprint!("{}", r.to_text());
+        if let Some(d) = &r.profiling.data {
+            eprint!("{}", d.to_text(5));
+        }
         if let Some(path) = &html_path {
             eprintln!("HTML report: {}", path.display());
         }

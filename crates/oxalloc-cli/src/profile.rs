@@ -518,6 +518,30 @@ pub struct Summary {
     pub folded: Vec<String>,
 }
 
+impl Summary {
+    /// The text report's lines: the top `n` allocation sites live at exit.
+    pub fn to_text(&self, n: usize) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "heap profile: {} samples ({} live at exit), one per {} bytes on average",
+            self.samples_taken, self.samples_at_exit, self.rate
+        );
+        for site in self.sites_at_exit.iter().take(n) {
+            let _ = writeln!(
+                s,
+                "  {:>12} bytes in {:>8} blocks (est., {} samples)  {}  {}",
+                site.bytes,
+                site.blocks,
+                site.samples,
+                site.function,
+                site.location.as_deref().unwrap_or(&site.object)
+            );
+        }
+        s
+    }
+}
+
 /// Builds the summary from every profile of a run.
 pub fn summarize(profiles: &[RawProfile], top: usize) -> Summary {
     let mut sym = Symbolizer::default();

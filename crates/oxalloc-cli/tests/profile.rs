@@ -183,6 +183,25 @@ fn c_program_sites_proportions_and_leak() {
 }
 
 #[test]
+fn text_report_lists_the_top_sites() {
+    let dir = out_dir("text");
+    let bin = compile_sites(&dir);
+    let out = run(
+        &["--folded", dir.join("f").to_str().unwrap()],
+        &[],
+        &[bin.to_str().unwrap()],
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("heap profile: "), "{text}");
+    let first = text
+        .lines()
+        .skip_while(|l| !l.starts_with("heap profile: "))
+        .nth(1)
+        .unwrap();
+    assert!(first.contains("site_a"), "{text}");
+}
+
+#[test]
 fn without_an_output_that_needs_it_profiling_is_off() {
     let dir = out_dir("off");
     let bin = compile_sites(&dir);

@@ -54,9 +54,13 @@ int main(void) {
 "#;
 
 fn compile() -> PathBuf {
+    // A file per call: tests run in parallel, and one writing the binary another is starting
+    // makes the start fail (ETXTBSY).
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = out_dir();
-    let src = dir.join("grow.c");
-    let bin = dir.join("grow");
+    let src = dir.join(format!("grow-{n}.c"));
+    let bin = dir.join(format!("grow-{n}"));
     std::fs::write(&src, PROGRAM).unwrap();
     let st = Command::new("cc")
         .args(["-O1", "-o"])
