@@ -370,3 +370,80 @@ fn every_program_has_one_row() {
         assert!(CASES.iter().any(|c| c.program == *n), "{n} has no row");
     }
 }
+
+/// The cells of the first table of RESULTS.md (the summary), without its header rows.
+fn results_rows() -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(source_dir().join("RESULTS.md")).unwrap();
+    text.lines()
+        .skip_while(|l| !l.starts_with("| misuse | program"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The README's misuse table is RESULTS.md's summary, first word of each outcome, and the
+/// oxalloc columns of RESULTS.md say what `CASES` expects.
+#[test]
+fn readme_table_is_the_measured_one() {
+    let first = |c: &str| {
+        c.split(' ')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(':')
+            .to_string()
+    };
+    let rows = results_rows();
+    let mut expected = vec![
+        "| program | glibc | mimalloc | jemalloc | oxalloc | oxalloc secure |".to_string(),
+        "|---|---|---|---|---|---|".to_string(),
+    ];
+    for r in &rows {
+        let cells: Vec<String> = if r[0].starts_with("**caught") {
+            std::iter::once("**caught**".to_string())
+                .chain(r[2..7].iter().cloned())
+                .collect()
+        } else {
+            std::iter::once(r[1].clone())
+                .chain(r[2..7].iter().map(|c| first(c)))
+                .collect()
+        };
+        expected.push(format!("| {} |", cells.join(" | ")));
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let block: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != "<!-- misuse:begin -->")
+        .skip(1)
+        .take_while(|l| *l != "<!-- misuse:end -->")
+        .collect();
+    assert_eq!(
+        block, expected,
+        "README's misuse table differs from RESULTS.md"
+    );
+    for r in rows.iter().filter(|r| !r[0].starts_with("**caught")) {
+        let program = r[1].trim_matches('`');
+        let case = CASES
+            .iter()
+            .find(|c| c.program == program)
+            .unwrap_or_else(|| panic!("{program}: in RESULTS.md, not in CASES"));
+        for (cell, expect) in [(&r[5], case.default), (&r[6], case.secure)] {
+            let want = match expect {
+                Caught(_) => "caught",
+                NotYet => "silent",
+            };
+            assert_eq!(
+                first(cell),
+                want,
+                "{program}: RESULTS.md says {cell}, CASES {expect:?}"
+            );
+        }
+    }
+}
