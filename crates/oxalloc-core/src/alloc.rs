@@ -21,6 +21,7 @@ use crate::secure::{self, TRAILER};
 use crate::segment::{owner, Segment, SegmentKind, MAX_ALIGN, SEGMENT_MAP};
 use crate::size_class::{bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
 use crate::util::align::align_up;
+use crate::util::sync::Ordering;
 use core::ptr;
 
 /// Allocates `size` bytes, 16-byte aligned. Null when out of memory.
@@ -231,7 +232,8 @@ unsafe fn sample_huge<S: Os>(heap: *mut Heap<S>, rate: usize, p: *mut u8, size: 
 
 /// A huge block. Huge blocks have no owning heap, but a thread's first allocation binds it
 /// anyway: binding is what runs process start-up (options, such as the memory source)
-/// before anything is mapped.
+/// before anything is mapped. A first-class heap tags its huge blocks (their page's `heap`),
+/// so that destroying it frees them (`first_class`).
 unsafe fn huge<S: Os>(heap: *mut Heap<S>, size: usize, align: usize, zero: bool) -> *mut u8 {
     // SAFETY: the caller's heap is valid; the front end's binder returns a heap bound to this
     // thread, or null.
@@ -248,7 +250,21 @@ unsafe fn huge<S: Os>(heap: *mut Heap<S>, size: usize, align: usize, zero: bool)
         if rate != 0 && !p.is_null() && !(*heap).is_sentinel() {
             sample_huge(heap, rate, p, size);
         }
+        if !p.is_null() && (*heap).is_first_class() {
+            tag_huge(heap, p);
+        }
         p
+    }
+}
+
+/// Marks a fresh huge block as allocated by the first-class heap `heap`.
+#[cold]
+unsafe fn tag_huge<S: Os>(heap: *mut Heap<S>, p: *mut u8) {
+    // SAFETY: `p` is a huge block just allocated by this thread: nobody else knows it yet.
+    unsafe {
+        let seg = Segment::of(p);
+        (*seg).pages[0].heap.store(heap as usize, Ordering::Release);
+        (*heap).huge_blocks = true;
     }
 }
 

@@ -72,6 +72,27 @@ pub struct Heap<S: Os + 'static> {
     pub(crate) quarantine: Quarantine,
     /// The heap profile's sampler (idle unless profiling is on).
     pub(crate) sampler: Sampler,
+    /// A first-class heap's thread heap (the heap of the thread that created it, which tears
+    /// it down at its exit); null for a thread's heap. See `first_class`.
+    pub(crate) parent: *mut Heap<S>,
+    /// A thread heap's first-class heaps, linked through `child_links`.
+    pub(crate) children: List<Heap<S>, InChildren>,
+    /// Links in the parent's `children`.
+    pub(crate) child_links: Links<Heap<S>>,
+    /// Set once a first-class heap has allocated a huge block (tagged with the heap in its
+    /// page's `heap`), so tearing the heap down must look for them.
+    pub(crate) huge_blocks: bool,
+}
+
+/// Marker of a thread heap's list of first-class heaps (`Heap::child_links`).
+pub(crate) struct InChildren;
+
+// SAFETY: `child_links` is the one field the children lists use.
+unsafe impl<S: Os + 'static> Linked<InChildren> for Heap<S> {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: `this` is a valid heap per the contract.
+        unsafe { ptr::addr_of_mut!((*this).child_links) }
+    }
 }
 
 /// What the registry's pool is made of: a heap, and beside it (outside the memory its owner
@@ -114,6 +135,10 @@ impl<S: Os + 'static> Heap<S> {
             secure: 0,
             quarantine: Quarantine::new(),
             sampler: Sampler::new(),
+            parent: ptr::null_mut(),
+            children: List::new(),
+            child_links: Links::UNLINKED,
+            huge_blocks: false,
         }
     }
 
@@ -121,6 +146,12 @@ impl<S: Os + 'static> Heap<S> {
     #[inline(always)]
     pub fn is_sentinel(&self) -> bool {
         self.thread_id == 0
+    }
+
+    /// Whether this is a first-class heap (`first_class`), not a thread's heap.
+    #[inline]
+    pub fn is_first_class(&self) -> bool {
+        !self.parent.is_null()
     }
 
     /// Calls `f` on every page in the heap's queues (bin queues, then the full queue).

@@ -2,8 +2,10 @@
 //! end's `bind` hook calls [`create`] and stores the heap in thread-local storage), and torn down
 //! at thread exit ([`destroy`]): what is free goes back to the segments, segments that still hold
 //! live blocks are abandoned for other threads to reclaim, and the struct returns to the pool.
+//! Heaps a program creates itself are `first_class`, built on the same two steps.
 
 use crate::arena::Arena;
+use crate::first_class;
 use crate::free::{drain_delayed, flush_quarantine};
 use crate::heap::{BindFn, Heap, HeapRegistry};
 use crate::os::Os;
@@ -25,14 +27,17 @@ pub fn create<S: Os>(
     registry.create(arena, bind, thread_id)
 }
 
-/// Tears a heap down and returns its struct to the pool.
+/// Tears a heap down and returns its struct to the pool. The thread's first-class heaps go
+/// first (deleted: their blocks stay valid; see `first_class`).
 ///
 /// # Safety
 /// `heap` came from [`create`] with this registry, belongs to the calling thread, and is not
-/// used again.
+/// used again, nor are its first-class heaps.
 pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
     // SAFETY: per the contract, the heap is ours to tear down and then to retire.
     unsafe {
+        debug_assert!(!(*heap).is_first_class());
+        first_class::delete_all(registry, heap);
         abandon(heap);
         registry.retire(heap);
     }
@@ -43,7 +48,7 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
 ///
 /// # Safety
 /// Called once, by the owning thread, after which the heap is not used.
-unsafe fn abandon<S: Os>(heap: *mut Heap<S>) {
+pub(crate) unsafe fn abandon<S: Os>(heap: *mut Heap<S>) {
     // SAFETY: we own every page in our queues.
     unsafe {
         // 0. Blocks the profile's sampler set aside go back to their pages (as if allocated

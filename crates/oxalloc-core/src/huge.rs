@@ -128,7 +128,20 @@ pub unsafe fn huge_free<S: Os>(arena: &Arena<S>, seg: *mut Segment, p: *mut u8) 
         {
             arena.os.fatal("free(): double free detected", p as usize);
         }
-        let (size, usable) = ((*seg).size, page.block_size);
+        huge_release(arena, seg);
+    }
+}
+
+/// Gives a huge segment whose block was just freed (its `thread_id` swapped from
+/// [`owner::HUGE_LIVE`] to [`owner::NONE`] by the caller) back to the span cache.
+///
+/// # Safety
+/// `seg` is a registered huge segment, and the caller made the swap that frees it.
+pub(crate) unsafe fn huge_release<S: Os>(arena: &Arena<S>, seg: *mut Segment) {
+    // SAFETY: per the contract the segment is ours to release.
+    unsafe {
+        debug_assert_eq!((*seg).thread_id.load(Ordering::Relaxed), owner::NONE);
+        let (size, usable) = ((*seg).size, (*seg).pages[0].block_size);
         arena.unregister(seg);
         let c = &arena.counters;
         c.huge_frees.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@
 //!   pointer finds its segment by masking and its page by a shift (`segment`).
 //! - **huge block**: larger than 128 KiB; it gets a segment of its own (`huge`).
 //! - **heap**: one per thread; owns pages and segments and allocates without locks (`heap`).
+//!   A program may create more, bound to its thread: *first-class* heaps (`first_class`).
 //! - **arena**: the process-wide memory layer under the heaps: the source, the span cache, the
 //!   registry of segments and the abandoned ones (`arena`).
 //! - **source**: where memory comes from: mmap or the program break (`oxalloc-os`), or a fixed
@@ -34,8 +35,9 @@
 //! 11  free                                   free: owner's fast path, generic path, remote frees
 //! 12  alloc                                  malloc: fast path and entry to the slow path; zeroed,
 //!                                            aligned, realloc, usable size
-//! 13  heap_life, collect                      heaps created, torn down (abandoning segments);
-//!                                            memory given back on demand (malloc_trim)
+//! 13  heap_life, collect, first_class         heaps created, torn down (abandoning segments);
+//!                                            memory given back on demand (malloc_trim);
+//!                                            first-class heaps (created, destroyed, deleted)
 //! 14  visit                                  the heap walk and the statistics snapshot
 //! ```
 //!
@@ -106,6 +108,7 @@ pub mod free;
 pub mod alloc;
 
 pub mod collect;
+pub mod first_class;
 pub mod heap_life;
 
 pub mod visit;

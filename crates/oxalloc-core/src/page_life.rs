@@ -121,8 +121,10 @@ pub(crate) unsafe fn purge_tick<S: Os>(heap: *mut Heap<S>) {
         }
         (*heap).next_purge_ms = now + crate::options::get(crate::options::Opt::PurgeDelay) as u64;
         // Segments of exited threads that got frees since: reclaimed, which releases their
-        // empty pages (and the segment when nothing is left in it).
-        for _ in 0..RECLAIMS_PER_EPOCH {
+        // empty pages (and the segment when nothing is left in it). Not by a first-class heap,
+        // whose destroy frees every block of its pages (see `first_class`).
+        let reclaims = if (*heap).is_first_class() { 0 } else { RECLAIMS_PER_EPOCH };
+        for _ in 0..reclaims {
             let Some(seg) = arena.pop_abandoned_with_frees() else {
                 break;
             };
@@ -240,7 +242,11 @@ unsafe fn segment_with_free_slot<S: Os>(heap: *mut Heap<S>, kind: SegmentKind) -
         if !(*heap).segments[k].is_empty() {
             return (*heap).segments[k].first();
         }
-        while let Some(seg) = (*heap).arena.pop_abandoned() {
+        // A first-class heap takes no abandoned segment: their live blocks are not its own.
+        while let Some(seg) = (!(*heap).is_first_class())
+            .then(|| (*heap).arena.pop_abandoned())
+            .flatten()
+        {
             reclaim(heap, seg);
             if !(*heap).segments[k].is_empty() {
                 return (*heap).segments[k].first();

@@ -6,7 +6,8 @@
 //! `thread_free` counts as used until collected) and bounds; that the live bitmap has one bit
 //! per used block (`live_count == used`); the page queues' links and the
 //! direct table (`PageQueues::check`); the heap's lists of segments with free slots (links, and
-//! that each is owned by the heap and has a free slot); every queued page belongs to the heap.
+//! that each is owned by the heap and has a free slot); every queued page belongs to the heap;
+//! a first-class heap is in its parent's list of children, shares its thread, and has none.
 
 use crate::heap::Heap;
 use crate::os::Os;
@@ -101,5 +102,18 @@ pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
             // SAFETY: `seg` is in this list.
             seg = unsafe { List::<Segment, crate::segment::InOwnerList>::next(seg) };
         }
+    }
+    heap.children.check();
+    if heap.is_first_class() {
+        assert!(heap.children.is_empty(), "first-class heap {me:#x} has children");
+        // SAFETY: the parent is the calling thread's heap too, and outlives its children.
+        let parent = unsafe { &*heap.parent };
+        assert_eq!(parent.thread_id, heap.thread_id, "heap {me:#x} left its thread");
+        let mut child = parent.children.first();
+        while !child.is_null() && child as usize != me {
+            // SAFETY: `child` is in the parent's list.
+            child = unsafe { List::<Heap<S>, crate::heap::InChildren>::next(child) };
+        }
+        assert!(!child.is_null(), "heap {me:#x} missing from its parent's children");
     }
 }
