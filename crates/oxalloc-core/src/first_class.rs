@@ -35,7 +35,10 @@ use core::ptr;
 /// # Safety
 /// `parent` is a thread heap (not a sentinel, not first-class) of `registry`, owned by the
 /// calling thread.
-pub unsafe fn create<S: Os>(registry: &'static HeapRegistry<S>, parent: *mut Heap<S>) -> *mut Heap<S> {
+pub unsafe fn create<S: Os>(
+    registry: &'static HeapRegistry<S>,
+    parent: *mut Heap<S>,
+) -> *mut Heap<S> {
     // SAFETY: per the contract the parent is ours; the new heap is ours alone.
     unsafe {
         debug_assert!(!(*parent).is_sentinel() && !(*parent).is_first_class());
@@ -161,18 +164,24 @@ unsafe fn free_huge<S: Os>(heap: *mut Heap<S>) {
         let mut claimed = [ptr::null_mut::<Segment>(); BATCH];
         let mut n = 0;
         arena.for_each_segment(|seg| {
-            // SAFETY: see `is_tagged`; the swap makes the block ours to release.
-            if n < BATCH
-                && unsafe { is_tagged(seg, heap) }
-                && unsafe { &(*seg).thread_id }
-                    .compare_exchange(
-                        owner::HUGE_LIVE,
-                        owner::NONE,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-            {
+            if n == BATCH {
+                return;
+            }
+            // SAFETY: see `is_tagged`; the swap (the one a free makes) makes the block ours to
+            // release.
+            let ours = unsafe {
+                is_tagged(seg, heap)
+                    && (*seg)
+                        .thread_id
+                        .compare_exchange(
+                            owner::HUGE_LIVE,
+                            owner::NONE,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+            };
+            if ours {
                 claimed[n] = seg;
                 n += 1;
             }
@@ -243,7 +252,10 @@ mod tests {
         // SAFETY: the region is ours alone and never freed.
         let region = unsafe { FixedRegion::new(base, units * SEGMENT_SIZE, false) }
             .with_clock_and_seed(clock, 0x5151);
-        (Box::leak(Box::new(Arena::new(region))), Box::leak(Box::new(HeapRegistry::new())))
+        (
+            Box::leak(Box::new(Arena::new(region))),
+            Box::leak(Box::new(HeapRegistry::new())),
+        )
     }
 
     static NEXT_TID: AtomicUsize = AtomicUsize::new(0x7000);
@@ -276,7 +288,11 @@ mod tests {
         };
         let count = if cfg!(miri) { 6 } else { 300 };
         // Two huge blocks: each takes a segment of its own.
-        let sizes = sizes.iter().cycle().take(count).chain(&[200_000, 5_000_000]);
+        let sizes = sizes
+            .iter()
+            .cycle()
+            .take(count)
+            .chain(&[200_000, 5_000_000]);
         let mut out = Vec::new();
         for (i, &s) in sizes.enumerate() {
             // SAFETY: see the module comment.
@@ -294,7 +310,10 @@ mod tests {
         for (i, &(p, n)) in blocks.iter().enumerate() {
             // SAFETY: the blocks are live and were filled with `n` bytes.
             let s = unsafe { core::slice::from_raw_parts(p, n) };
-            assert!(s.iter().all(|&b| b == tag ^ i as u8), "block {p:p} lost its contents");
+            assert!(
+                s.iter().all(|&b| b == tag ^ i as u8),
+                "block {p:p} lost its contents"
+            );
         }
     }
 
@@ -315,7 +334,11 @@ mod tests {
             assert!(segments(a) > before);
             // SAFETY: `h` is ours; its blocks are not used again.
             unsafe { destroy(r, h) };
-            assert_eq!(segments(a), before, "round {round}: a segment outlived its heap");
+            assert_eq!(
+                segments(a),
+                before,
+                "round {round}: a segment outlived its heap"
+            );
             let used = a.os.in_use.load(Ordering::Relaxed);
             if round == 1 {
                 in_use = used;
@@ -458,7 +481,10 @@ mod tests {
             let h = create(r, t2);
             assert!(!malloc(h, 64).is_null());
             destroy(r, h);
-            assert!(a.has_abandoned(), "a first-class heap took an abandoned segment");
+            assert!(
+                a.has_abandoned(),
+                "a first-class heap took an abandoned segment"
+            );
             assert_eq!(*kept, 5);
             free(a, kept, tid(t2));
         }

@@ -148,6 +148,12 @@ impl<S: Os + 'static> Heap<S> {
         self.thread_id == 0
     }
 
+    /// The id of the thread that owns the heap (0 for a sentinel).
+    #[inline]
+    pub fn owner(&self) -> usize {
+        self.thread_id
+    }
+
     /// Whether this is a first-class heap (`first_class`), not a thread's heap.
     #[inline]
     pub fn is_first_class(&self) -> bool {

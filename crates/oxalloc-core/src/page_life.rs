@@ -123,7 +123,11 @@ pub(crate) unsafe fn purge_tick<S: Os>(heap: *mut Heap<S>) {
         // Segments of exited threads that got frees since: reclaimed, which releases their
         // empty pages (and the segment when nothing is left in it). Not by a first-class heap,
         // whose destroy frees every block of its pages (see `first_class`).
-        let reclaims = if (*heap).is_first_class() { 0 } else { RECLAIMS_PER_EPOCH };
+        let reclaims = if (*heap).is_first_class() {
+            0
+        } else {
+            RECLAIMS_PER_EPOCH
+        };
         for _ in 0..reclaims {
             let Some(seg) = arena.pop_abandoned_with_frees() else {
                 break;

@@ -105,15 +105,24 @@ pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
     }
     heap.children.check();
     if heap.is_first_class() {
-        assert!(heap.children.is_empty(), "first-class heap {me:#x} has children");
+        assert!(
+            heap.children.is_empty(),
+            "first-class heap {me:#x} has children"
+        );
         // SAFETY: the parent is the calling thread's heap too, and outlives its children.
         let parent = unsafe { &*heap.parent };
-        assert_eq!(parent.thread_id, heap.thread_id, "heap {me:#x} left its thread");
+        assert_eq!(
+            parent.thread_id, heap.thread_id,
+            "heap {me:#x} left its thread"
+        );
         let mut child = parent.children.first();
         while !child.is_null() && child as usize != me {
             // SAFETY: `child` is in the parent's list.
             child = unsafe { List::<Heap<S>, crate::heap::InChildren>::next(child) };
         }
-        assert!(!child.is_null(), "heap {me:#x} missing from its parent's children");
+        assert!(
+            !child.is_null(),
+            "heap {me:#x} missing from its parent's children"
+        );
     }
 }

@@ -16,6 +16,14 @@
 //!     println!("{} allocations, peak live {} bytes, {}", s.allocations, s.peak_live_bytes, v.len());
 //! }
 //! ```
+//! Or allocate into a heap of your own and drop it whole ([`Heap`], an
+//! `allocator_api2::alloc::Allocator`, as is [`OxAlloc`]):
+//! ```
+//! let heap = oxalloc::Heap::new().unwrap();
+//! let mut names = allocator_api2::vec::Vec::new_in(&heap);
+//! names.push("a block in the heap");
+//! # drop(names);
+//! ```
 //! C and C++ programs use `liboxalloc.so` (preloaded or linked), built by `oxalloc-capi` on top
 //! of the functions in this crate.
 //!
@@ -23,14 +31,19 @@
 //! slot, thread exit, `fork()`, start-up options and the exit report. The policy lives in
 //! `oxalloc-core` and the system calls for memory in `oxalloc-os`.
 #![no_std]
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 #![warn(unsafe_op_in_unsafe_fn, missing_docs)]
 
 #[cfg(test)]
 extern crate std;
 
+mod allocator;
+pub mod first_class;
 mod init;
 pub mod thread;
 pub mod valgrind;
+
+pub use first_class::Heap;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
