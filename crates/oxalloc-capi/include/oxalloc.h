@@ -96,6 +96,27 @@ int    ox_heap_visit(int flags, ox_heap_visit_fn visit, void *arg);
  * cannot be written. Allocates nothing. */
 int    ox_profile_dump(const char *path);
 
+/* First-class heaps: allocate into a heap of your own, then drop it whole.
+ * A heap belongs to the thread that created it: only that thread allocates from it, deletes or
+ * destroys it (any other thread, or a heap that is not live, ends the process with a message).
+ * Its blocks are ordinary blocks: free() (or ox_free, realloc, malloc_usable_size) takes them on
+ * any thread. The allocation calls follow malloc, calloc, realloc and aligned_alloc (NULL with
+ * errno ENOMEM or EINVAL); ox_heap_realloc(h, p, 0) frees p and returns NULL, and a block that
+ * moves is allocated from h (p may come from any heap).
+ * ox_heap_destroy frees every block allocated from the heap at once, freed or not (its memory
+ * goes back to oxalloc's caches): a block of it still held anywhere, by any thread, becomes
+ * invalid, and freeing one later, or while the destroy runs, is undefined behaviour.
+ * ox_heap_delete releases the heap but keeps its blocks valid: free each later, on any thread.
+ * When a thread exits, the heaps it still has are deleted. NULL is ignored by both. */
+typedef struct ox_heap ox_heap_t;
+ox_heap_t *ox_heap_new(void);
+void   ox_heap_delete(ox_heap_t *heap);
+void   ox_heap_destroy(ox_heap_t *heap);
+void  *ox_heap_malloc(ox_heap_t *heap, size_t size);
+void  *ox_heap_calloc(ox_heap_t *heap, size_t n, size_t size);
+void  *ox_heap_realloc(ox_heap_t *heap, void *p, size_t size);
+void  *ox_heap_aligned_alloc(ox_heap_t *heap, size_t alignment, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,7 @@
 //! `oxalloc.h` declares, and that every C++ operator is exported.
 
 use crate::glibc::{Mallinfo, Mallinfo2};
-use crate::{c_api, glibc, profile, visit};
+use crate::{c_api, glibc, heaps, profile, visit};
 use core::ffi::{c_char, c_int, c_void};
 use visit::VisitFn;
 
@@ -59,6 +59,15 @@ export!(glibc::stats_json(buf: *mut c_char, len: usize) -> usize; [ox_stats_json
 export!(glibc::stats_print() -> (); [ox_stats_print] []);
 export!(visit::heap_visit(flags: c_int, visit: Option<VisitFn>, arg: *mut c_void) -> c_int; [ox_heap_visit] []);
 export!(profile::profile_dump(path: *const c_char) -> c_int; [ox_profile_dump] []);
+
+// First-class heaps: `ox_` names only.
+export!(heaps::heap_new() -> *mut c_void; [ox_heap_new] []);
+export!(heaps::heap_delete(heap: *mut c_void) -> (); [ox_heap_delete] []);
+export!(heaps::heap_destroy(heap: *mut c_void) -> (); [ox_heap_destroy] []);
+export!(heaps::heap_malloc(heap: *mut c_void, size: usize) -> *mut c_void; [ox_heap_malloc] []);
+export!(heaps::heap_calloc(heap: *mut c_void, n: usize, size: usize) -> *mut c_void; [ox_heap_calloc] []);
+export!(heaps::heap_realloc(heap: *mut c_void, p: *mut c_void, size: usize) -> *mut c_void; [ox_heap_realloc] []);
+export!(heaps::heap_aligned_alloc(heap: *mut c_void, align: usize, size: usize) -> *mut c_void; [ox_heap_aligned_alloc] []);
 
 // C++'s operator delete, in libstdc++'s list (`nm -D libstdc++.so.6`): plain and array, each
 // unsized, sized, nothrow, aligned, aligned sized and aligned nothrow.

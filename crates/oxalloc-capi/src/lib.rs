@@ -17,6 +17,7 @@
 //!   `malloc_info`, `mallopt`, `malloc_trim`) and oxalloc's own statistics output;
 //! - [`visit`]: the heap walk (`ox_heap_visit`);
 //! - [`profile`]: the sampled heap profile written on request (`ox_profile_dump`);
+//! - [`heaps`]: first-class heaps (`ox_heap_new`, `ox_heap_malloc`, ..., `ox_heap_destroy`);
 //! - `cxx` (x86-64 Linux, `override` feature): the replaceable C++ `operator new` and
 //!   `operator delete`, under their mangled names;
 //! - [`exports`]: the exported symbols, `ox_*` always and the standard names under the
@@ -33,6 +34,7 @@ pub mod cxx;
 pub mod exports;
 pub mod glibc;
 pub mod profile;
+pub mod heaps;
 pub mod visit;
 
 #[cfg(not(test))]

@@ -1,0 +1,34 @@
+//! First-class heaps from C (`c/heaps.c`), preloaded and linked: 10,000 heaps without growth,
+//! frees from other threads, destroy and delete with live blocks, calloc/realloc/aligned, a heap
+//! alive at thread exit; and a heap used by a thread that did not create it ends the process.
+
+mod common;
+use common::*;
+
+#[test]
+fn heaps_preloaded() {
+    let bin = compile("heaps.c", false);
+    let out = run_preloaded(&bin, &[], &[]);
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert_passed("heaps.c preloaded", &out);
+}
+
+#[test]
+fn heaps_linked() {
+    let bin = compile("heaps.c", true);
+    let out = std::process::Command::new(&bin).output().unwrap();
+    assert_passed("heaps.c linked", &out);
+}
+
+#[test]
+fn a_heap_used_by_another_thread_ends_the_process() {
+    let bin = compile("heaps.c", false);
+    let out = run_preloaded(&bin, &["wrong-thread"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("ox_heap_malloc(): not a live heap of this thread"),
+        "{}: {stderr}",
+        out.status
+    );
+}
