@@ -37,6 +37,13 @@ pub mod profile;
 pub mod heaps;
 pub mod visit;
 
+/// Rust allocations inside the library go to oxalloc itself. The library makes none, but the
+/// `alloc` crate is linked in when a dependency enables it (allocator-api2's `alloc` feature,
+/// which the `oxalloc` crate's tests turn on in a workspace build), and it needs an allocator.
+#[cfg(not(test))]
+#[global_allocator]
+static GLOBAL: engine::OxAlloc = engine::OxAlloc;
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {

@@ -39,3 +39,33 @@ fn readme_lists_every_option_with_its_default() {
         );
     }
 }
+
+/// The README's Rust example of first-class heaps is the doctest of `oxalloc::Heap`, line for
+/// line, so the README shows code that is compiled and run.
+#[test]
+fn readme_heap_example_is_the_heap_doctest() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/first_class.rs"))
+        .unwrap();
+    let start = readme
+        .find("```rust\nuse allocator_api2")
+        .expect("the README's heap example");
+    let block: Vec<&str> = readme[start + 8..]
+        .lines()
+        .take_while(|l| *l != "```")
+        .collect();
+    let doc: Vec<&str> = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("/// ").or(l.strip_prefix("///")))
+        .collect();
+    let at = doc
+        .iter()
+        .position(|l| *l == block[0])
+        .expect("the Heap doctest");
+    assert_eq!(
+        &doc[at..at + block.len()],
+        &block[..],
+        "README and doctest differ"
+    );
+}
