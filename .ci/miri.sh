@@ -18,6 +18,9 @@
 # realloc and in aligned frees. The realloc test runs here. The aligned test passed under Miri
 # in 7 s once the API changed, but in a later full CI run it was still going after ten
 # minutes, for reasons not yet found, so it is left out until that is understood.
+# The first-class heap tests (first_class::tests) all passed under Miri, one at a time, on a
+# 2-core machine shared with other builds: the two listed in 15 and 30 s, the others in 40 s to
+# 6 min, so only the two quick ones run here.
 # MIRI_HEAP_TESTS="..." changes the list; MIRI_ALL=1 runs every test.
 # MIRIFLAGS defaults:
 #   -Zmiri-ignore-leaks           the tests leak their allocator and its region on purpose
@@ -38,7 +41,7 @@ say "the leaf and page-level unit tests"
 cargo +nightly miri test -p oxalloc-core --lib -- util:: page:: page_queue:: segment:: span_cache:: stats:: \
     options:: size_class::tests::small_pages_hold_at_least_eight_blocks \
     || fail "Miri on the core's module tests"
-heap_tests=${MIRI_HEAP_TESTS-tests::double_free_is_detected tests::foreign_pointer_is_detected tests::interior_pointer_is_detected tests::realloc_keeps_contents_across_classes}
+heap_tests=${MIRI_HEAP_TESTS-tests::double_free_is_detected tests::foreign_pointer_is_detected tests::interior_pointer_is_detected tests::realloc_keeps_contents_across_classes first_class::tests::thread_exit_deletes_first_class_heaps first_class::tests::first_class_heaps_do_not_reclaim_abandoned_segments}
 for t in $heap_tests; do
     say "$t"
     cargo +nightly miri test -p oxalloc-core --lib -- --exact "$t" || fail "Miri on $t"
