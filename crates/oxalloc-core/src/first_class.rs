@@ -108,6 +108,11 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
                 }
                 (*heap).pages.remove(page);
                 collect(heap, page);
+                // The blocks still in use die with the page: their live bits go, as a free
+                // slot's must (see `page`).
+                let seg = Segment::of(page.cast());
+                let (start, end) = (*seg).page_area((*seg).slot_index(page));
+                (*page).clear_live_range(start as usize, end as usize);
                 release_page(heap, page);
             }
         }
