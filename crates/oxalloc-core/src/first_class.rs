@@ -112,7 +112,7 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
                 // slot's must (see `page`).
                 let seg = Segment::of(page.cast());
                 let (start, end) = (*seg).page_area((*seg).slot_index(page));
-                (*page).clear_live_range(start as usize, end as usize);
+                (*page).clear_live_range(start as usize, end);
                 release_page(heap, page);
             }
         }
