@@ -19,8 +19,9 @@
 # in 7 s once the API changed, but in a later full CI run it was still going after ten
 # minutes, for reasons not yet found, so it is left out until that is understood.
 # The first-class heap tests (first_class::tests) all passed under Miri, one at a time, on a
-# 2-core machine shared with other builds: the two listed in 15 and 30 s, the others in 40 s to
-# 6 min, so only the two quick ones run here.
+# 2-core machine shared with other builds (wall time of `cargo miri test` once the crate was
+# built: the two listed 15 and 30 s, the others 40 s to 2 min), so only the two quick ones run
+# here.
 # MIRI_HEAP_TESTS="..." changes the list; MIRI_ALL=1 runs every test.
 # MIRIFLAGS defaults:
 #   -Zmiri-ignore-leaks           the tests leak their allocator and its region on purpose
