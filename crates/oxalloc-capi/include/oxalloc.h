@@ -109,6 +109,8 @@ int    ox_profile_dump(const char *path);
  * ox_heap_delete releases the heap but keeps its blocks valid: free each later, on any thread.
  * When a thread exits, the heaps it still has are deleted. NULL is ignored by both. */
 typedef struct ox_heap ox_heap_t;
+/* A new heap of the calling thread; NULL (ENOMEM) when out of memory, and always in valgrind
+ * mode (OXALLOC_VALGRIND=1), which has no first-class heaps. */
 ox_heap_t *ox_heap_new(void);
 void   ox_heap_delete(ox_heap_t *heap);
 void   ox_heap_destroy(ox_heap_t *heap);

@@ -1,6 +1,7 @@
 //! First-class heaps from C (`c/heaps.c`), preloaded and linked: 10,000 heaps without growth,
 //! frees from other threads, destroy and delete with live blocks, calloc/realloc/aligned, a heap
-//! alive at thread exit; and a heap used by a thread that did not create it ends the process.
+//! alive at thread exit; a heap used by a thread that did not create it ends the process; and
+//! valgrind mode has no heaps.
 
 mod common;
 use common::*;
@@ -31,4 +32,18 @@ fn a_heap_used_by_another_thread_ends_the_process() {
         "{}: {stderr}",
         out.status
     );
+}
+
+#[test]
+fn valgrind_mode_has_no_heaps() {
+    let bin = compile("heaps.c", false);
+    let out = run_preloaded(&bin, &["new-only"], &[("OXALLOC_VALGRIND", "1")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ox_heap_new: NULL, errno ENOMEM"),
+        "{}: {stdout}",
+        out.status
+    );
+    let out = run_preloaded(&bin, &["new-only"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ox_heap_new: a heap"));
 }

@@ -14,8 +14,13 @@ use oxalloc_core::alloc as core_alloc;
 use oxalloc_core::first_class as core_heap;
 use oxalloc_core::os::Os;
 
-/// A new heap owned by the calling thread; null when out of memory.
+/// A new heap owned by the calling thread; null when out of memory, and in valgrind mode
+/// (`OXALLOC_VALGRIND=1`), whose blocks carry headers and redzones that heaps do not make.
 pub fn new() -> *mut ThreadHeap {
+    crate::init::process_init();
+    if crate::valgrind::active() {
+        return ptr::null_mut();
+    }
     let mut own = thread::current();
     // SAFETY: `own` is this thread's heap slot; binding gives the thread a real heap.
     unsafe {
@@ -149,7 +154,8 @@ pub struct Heap {
 }
 
 impl Heap {
-    /// A new heap owned by the calling thread; `None` when out of memory.
+    /// A new heap owned by the calling thread; `None` when out of memory, and in valgrind mode
+    /// (`OXALLOC_VALGRIND=1`), which has no first-class heaps.
     pub fn new() -> Option<Heap> {
         NonNull::new(new()).map(|raw| Heap {
             raw,

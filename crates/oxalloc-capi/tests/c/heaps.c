@@ -3,7 +3,8 @@
  * thread; destroy with live blocks (live bytes back where they were); delete with live blocks
  * that stay valid and are freed later, on two threads; calloc, realloc and aligned allocation
  * on a heap, with their errno rules; a heap still alive at thread exit. With the argument
- * "wrong-thread", another thread allocates from the heap, which must end the process.
+ * "wrong-thread", another thread allocates from the heap, which must end the process; with
+ * "new-only", it reports what ox_heap_new returned (NULL in valgrind mode).
  * Prints "heaps: N checks, 0 failed". */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -222,6 +223,13 @@ static void *use_from_other_thread(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "new-only") == 0) {
+        errno = 0;
+        ox_heap_t *h = OX(ox_heap_new)();
+        printf("ox_heap_new: %s, errno %s\n", h ? "a heap" : "NULL", errno == ENOMEM ? "ENOMEM" : "other");
+        OX(ox_heap_destroy)(h);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "wrong-thread") == 0) {
         shared = OX(ox_heap_new)();
         pthread_t t;
