@@ -47,3 +47,12 @@ fn valgrind_mode_has_no_heaps() {
     let out = run_preloaded(&bin, &["new-only"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("ox_heap_new: a heap"));
 }
+
+#[test]
+fn heaps_in_secure_mode() {
+    let bin = compile("heaps.c", false);
+    for level in ["1", "2"] {
+        let out = run_preloaded(&bin, &[], &[("OXALLOC_SECURE", level)]);
+        assert_passed(&format!("heaps.c with OXALLOC_SECURE={level}"), &out);
+    }
+}
