@@ -33,8 +33,8 @@ pub mod c_api;
 pub mod cxx;
 pub mod exports;
 pub mod glibc;
-pub mod profile;
 pub mod heaps;
+pub mod profile;
 pub mod visit;
 
 /// Rust allocations inside the library go to oxalloc itself. The library makes none, but the

@@ -56,3 +56,19 @@ fn heaps_in_secure_mode() {
         assert_passed(&format!("heaps.c with OXALLOC_SECURE={level}"), &out);
     }
 }
+
+#[test]
+fn heaps_with_sampled_profiling() {
+    let bin = compile("heaps.c", false);
+    let file = out_dir().join("heaps-profile.%p.txt");
+    let out = run_preloaded(
+        &bin,
+        &[],
+        &[
+            ("OXALLOC_PROFILE", "1"),
+            ("OXALLOC_PROFILE_RATE", "4096"),
+            ("OXALLOC_PROFILE_FILE", file.to_str().unwrap()),
+        ],
+    );
+    assert_passed("heaps.c with OXALLOC_PROFILE=1", &out);
+}

@@ -19,9 +19,10 @@
 
 use crate::free::{drain_delayed, flush_quarantine};
 use crate::heap::{Heap, HeapRegistry};
-use crate::heap_life::abandon;
+use crate::heap_life::{abandon, return_pending};
 use crate::huge::huge_release;
 use crate::os::Os;
+use crate::page::{Page, FLAG_SAMPLED};
 use crate::page_life::{collect, release_page};
 use crate::page_queue::{PageQueue, FULL};
 use crate::segment::{owner, Segment, SegmentKind};
@@ -82,6 +83,7 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
     // SAFETY: per the contract every page in the queues, and every segment, is ours.
     unsafe {
         unlink(heap);
+        return_pending(heap);
         if (*heap).huge_blocks {
             free_huge(heap);
         }
@@ -110,6 +112,9 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
                 collect(heap, page);
                 // The blocks still in use die with the page: their live bits go, as a free
                 // slot's must (see `page`).
+                if (*page).flags & FLAG_SAMPLED != 0 {
+                    forget_samples(heap, page);
+                }
                 let seg = Segment::of(page.cast());
                 let (start, end) = (*seg).page_area((*seg).slot_index(page));
                 (*page).clear_live_range(start as usize, end);
@@ -119,6 +124,20 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
         debug_assert!((*heap).segments.iter().all(|s| s.is_empty()));
         (*heap).counters.flush(&(*heap).arena.counters);
         registry.retire(heap);
+    }
+}
+
+/// Drops the profile's samples of the blocks of a page that is destroyed with them.
+///
+/// # Safety
+/// The calling thread owns `heap` and its `page`.
+unsafe fn forget_samples<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
+    // SAFETY: per the contract; block starts are computed, not read.
+    unsafe {
+        let (start, size) = ((*page).start as usize, (*page).block_size);
+        for b in 0..(*page).capacity as usize {
+            (*heap).arena.profile.release(start + b * size);
+        }
     }
 }
 
@@ -192,8 +211,14 @@ unsafe fn free_huge<S: Os>(heap: *mut Heap<S>) {
             }
         });
         for &seg in &claimed[..n] {
-            // SAFETY: we made the swap that frees the block.
-            unsafe { huge_release(arena, seg) };
+            // SAFETY: we made the swap that frees the block; its header stays ours till then.
+            unsafe {
+                let page = &(*seg).pages[0];
+                if page.flags & FLAG_SAMPLED != 0 {
+                    arena.profile.release(page.start as usize);
+                }
+                huge_release(arena, seg);
+            }
         }
         if n < BATCH {
             return;
