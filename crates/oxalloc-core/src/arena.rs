@@ -386,7 +386,7 @@ impl<S: Os + 'static> Arena<S> {
             debug_assert!(
                 (0..(*seg).page_count).all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned)
             );
-            (*seg).slot_runs(mask, |start, len| {
+            Segment::slot_runs(seg, mask, |start, len| {
                 zeroed &= self.os.purge(NonNull::new_unchecked(start as *mut u8), len);
                 purged += len;
             });

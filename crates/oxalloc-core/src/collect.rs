@@ -49,7 +49,7 @@ pub unsafe fn collect<S: Os>(heap: Option<*mut Heap<S>>, arena: &Arena<S>) -> us
             for kind in 0..2 {
                 let mut seg = (*heap).segments[kind].first();
                 while !seg.is_null() {
-                    released += arena.purge_slots(seg, (*seg).free_used_slots());
+                    released += arena.purge_slots(seg, Segment::free_used_slots(seg));
                     seg = List::<Segment, InOwnerList>::next(seg);
                 }
             }

@@ -69,7 +69,7 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     }
     // SAFETY: the caller's heap is valid and ours; no other reference to it is live.
     unsafe {
-        let c = &mut (*heap).counters;
+        let c = &(*heap).counters;
         c.add_allocations(page.bin as usize, added as u64);
         c.add_live(
             page.used as i64 - page.used_accounted as i64,
@@ -77,7 +77,7 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
         );
         page.used_accounted = page.used;
         page.publish();
-        if c.live_delta.unsigned_abs() >= LIVE_SAMPLE_BYTES {
+        if c.live_delta.get().unsigned_abs() >= LIVE_SAMPLE_BYTES {
             c.flush_live(&(*heap).arena.counters);
         }
         (*heap).refills = (*heap).refills.wrapping_add(1);
@@ -212,13 +212,11 @@ unsafe fn fresh_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
     }
     // SAFETY: `seg` is owned by this heap and has a free slot.
     unsafe {
-        let index = (*seg)
-            .find_free_page()
-            .expect("segment in free list has a free slot");
-        let (start, end) = (*seg).page_area(index);
-        let page = &mut (*seg).pages[index] as *mut Page;
+        let index = Segment::find_free_page(seg).expect("segment in free list has a free slot");
+        let (start, end) = Segment::page_area(seg, index);
+        let page = Segment::page(seg, index);
         let key = (*heap).key ^ (page as usize).rotate_left(17);
-        let zeroed = (*seg).take_slot_zeroed(index);
+        let zeroed = Segment::take_slot_zeroed(seg, index);
         (*page).init(bin, bin_size(bin), start, end, key, zeroed);
         match (*heap).secure {
             secure::level::OFF => {}
@@ -322,7 +320,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
             (*heap).arena.free_segment(seg);
             return;
         }
-        (*seg).slot_freed((*seg).slot_index(page));
+        Segment::slot_freed(seg, Segment::slot_index(seg, page));
         (*heap).dirty_slots = true;
         if !(*seg).in_heap_list && (*seg).thread_id.load(Ordering::Relaxed) == (*heap).thread_id {
             owned_segment_add(heap, seg);

@@ -235,67 +235,128 @@ impl Segment {
         seg
     }
 
+    // The methods below take the segment as a raw pointer and touch only the fields they
+    // name: a `&Segment` or `&mut Segment` would cover the whole header, whose registry links
+    // other threads write under the arena's lock and whose atomics (`thread_id`, each page's
+    // `thread_free`) other threads use at any time; Miri reports the owner's reference as a
+    // data race with them.
+
     /// The byte range `[start, end)` that page `index` may fill with blocks.
-    pub fn page_area(&self, index: usize) -> (*mut u8, usize) {
-        let base = self as *const Segment as usize;
-        let start = if index == 0 {
-            base + HEADER_SIZE + if self.guard { OS_PAGE } else { 0 }
-        } else {
-            base + (index << self.page_shift)
+    ///
+    /// # Safety
+    /// `this` is a valid segment.
+    pub unsafe fn page_area(this: *const Segment, index: usize) -> (*mut u8, usize) {
+        let base = this as usize;
+        // SAFETY: per the contract; these fields are fixed while the segment is mapped (`size`
+        // changes only on its user's thread, by huge realloc).
+        let (shift, kind, size, guard) = unsafe {
+            (
+                (*this).page_shift,
+                (*this).kind,
+                (*this).size,
+                (*this).guard,
+            )
         };
-        let end = match self.kind {
-            SegmentKind::Huge => base + self.size,
-            _ => base + ((index + 1) << self.page_shift),
+        let start = if index == 0 {
+            base + HEADER_SIZE + if guard { OS_PAGE } else { 0 }
+        } else {
+            base + (index << shift)
+        };
+        let end = match kind {
+            SegmentKind::Huge => base + size,
+            _ => base + ((index + 1) << shift),
         };
         (start as *mut u8, end)
     }
 
     /// Marks page slot `index` as used and says whether its memory still reads as zero. A
     /// slot waiting to be purged is reused as it is (no purge, no fault).
-    pub fn take_slot_zeroed(&mut self, index: usize) -> bool {
+    ///
+    /// # Safety
+    /// `this` is a valid segment owned by the calling thread.
+    pub unsafe fn take_slot_zeroed(this: *mut Segment, index: usize) -> bool {
         let bit = 1u64 << index;
-        let zeroed = self.zeroed && self.used_since_zeroed & bit == 0;
-        self.used_since_zeroed |= bit;
-        self.dirty_new &= !bit;
-        self.dirty_old &= !bit;
-        zeroed
+        // SAFETY: per the contract; the slot fields are the owner's.
+        unsafe {
+            let zeroed = (*this).zeroed && (*this).used_since_zeroed & bit == 0;
+            (*this).used_since_zeroed |= bit;
+            (*this).dirty_new &= !bit;
+            (*this).dirty_old &= !bit;
+            zeroed
+        }
     }
 
     /// Records that page slot `index` was just freed with its memory resident: it is purged
     /// once it has stayed free for a whole purge epoch.
-    pub fn slot_freed(&mut self, index: usize) {
+    ///
+    /// # Safety
+    /// `this` is a valid segment owned by the calling thread.
+    pub unsafe fn slot_freed(this: *mut Segment, index: usize) {
         let bit = 1u64 << index;
-        debug_assert!(!self.pages[index].assigned);
-        if self.used_since_zeroed & bit != 0 {
-            self.dirty_new |= bit;
-            self.dirty_old &= !bit;
+        // SAFETY: per the contract; the slot fields are the owner's.
+        unsafe {
+            debug_assert!(!(*Segment::page(this, index)).assigned);
+            if (*this).used_since_zeroed & bit != 0 {
+                (*this).dirty_new |= bit;
+                (*this).dirty_old &= !bit;
+            }
         }
     }
 
     /// The free page slots that have held blocks since the memory was last zeroed.
-    pub fn free_used_slots(&self) -> u64 {
-        (0..self.page_count)
-            .filter(|&i| !self.pages[i].assigned)
-            .fold(0, |m, i| m | 1 << i)
-            & self.used_since_zeroed
+    ///
+    /// # Safety
+    /// `this` is a valid segment owned by the calling thread.
+    pub unsafe fn free_used_slots(this: *mut Segment) -> u64 {
+        // SAFETY: per the contract; indices stay below `page_count`.
+        unsafe {
+            (0..(*this).page_count)
+                .filter(|&i| !(*Segment::page(this, i)).assigned)
+                .fold(0, |m, i| m | 1 << i)
+                & (*this).used_since_zeroed
+        }
+    }
+
+    /// The metadata of page slot `index` (below `page_count`), derived from `this`.
+    ///
+    /// # Safety
+    /// `this` is a valid segment and `index < MAX_PAGES`.
+    #[inline(always)]
+    pub unsafe fn page(this: *mut Segment, index: usize) -> *mut Page {
+        debug_assert!(index < MAX_PAGES);
+        // SAFETY: per the contract the index is inside the array.
+        unsafe { ptr::addr_of_mut!((*this).pages).cast::<Page>().add(index) }
     }
 
     /// Index of the page slot whose metadata is at `page`.
-    pub fn slot_index(&self, page: *const Page) -> usize {
-        let first = self.pages.as_ptr();
+    ///
+    /// # Safety
+    /// `this` is a valid segment and `page` one of its page slots.
+    pub unsafe fn slot_index(this: *mut Segment, page: *const Page) -> usize {
+        // SAFETY: per the contract.
+        let first = unsafe { Segment::page(this, 0) };
         let i = (page as usize - first as usize) / core::mem::size_of::<Page>();
-        debug_assert!(i < self.page_count && ptr::eq(&self.pages[i], page));
+        // SAFETY: as above.
+        debug_assert!(i < unsafe { (*this).page_count } && ptr::eq(first.wrapping_add(i), page));
         i
     }
 
     /// The bytes of the page slots in `mask` as runs of adjacent slots, OS-page aligned (the
     /// first slot's area starts after the header): what purging `mask` gives back.
-    pub fn slot_runs(&self, mut mask: u64, mut f: impl FnMut(usize, usize)) {
+    ///
+    /// # Safety
+    /// `this` is a valid segment and `mask` names slots below its `page_count`.
+    pub unsafe fn slot_runs(this: *const Segment, mut mask: u64, mut f: impl FnMut(usize, usize)) {
         while mask != 0 {
             let first = mask.trailing_zeros() as usize;
             let len = (!(mask >> first)).trailing_zeros() as usize;
-            let (start, _) = self.page_area(first);
-            let (_, end) = self.page_area(first + len - 1);
+            // SAFETY: per the contract.
+            let (start, end) = unsafe {
+                (
+                    Segment::page_area(this, first).0,
+                    Segment::page_area(this, first + len - 1).1,
+                )
+            };
             let start = align_up(start as usize, OS_PAGE);
             if end > start {
                 f(start, end - start);
@@ -305,13 +366,17 @@ impl Segment {
     }
 
     /// A free page slot, if any.
-    pub fn find_free_page(&mut self) -> Option<usize> {
-        if self.used_pages == self.page_count {
-            return None;
+    ///
+    /// # Safety
+    /// `this` is a valid segment owned by the calling thread.
+    pub unsafe fn find_free_page(this: *mut Segment) -> Option<usize> {
+        // SAFETY: per the contract; indices stay below `page_count`.
+        unsafe {
+            if (*this).used_pages == (*this).page_count {
+                return None;
+            }
+            (0..(*this).page_count).find(|&i| !(*Segment::page(this, i)).assigned)
         }
-        self.pages[..self.page_count]
-            .iter()
-            .position(|p| !p.assigned)
     }
 }
 
@@ -320,8 +385,41 @@ impl Segment {
 /// how `free` tells oxalloc's pointers from foreign ones with one range check and one load,
 /// before reading any header. It lives in `.bss` (32 MiB of address space on x86-64); a page
 /// of it is only touched where segments are, 4096 segments (16 GiB) per page.
+///
+/// The map holds a reference to its bytes (in a static of their own) rather than the bytes
+/// themselves, and indexes them without making a slice: every method takes `&self`, and Miri
+/// walks each atomic of a reference it retags (with the 2^20 words of an earlier map, 2000
+/// `contains` did not finish in five minutes). The reference lives in an immutable static, so
+/// native code folds it away.
 pub struct SegmentMap {
-    units: [AtomicU8; SegmentMap::UNITS],
+    units: &'static MapUnits,
+}
+
+/// The bytes of a [`SegmentMap`].
+pub struct MapUnits([AtomicU8; SegmentMap::UNITS]);
+
+impl MapUnits {
+    /// All clear (lives in `.bss`; untouched pages cost no memory).
+    pub const fn new() -> Self {
+        MapUnits([const { AtomicU8::new(0) }; SegmentMap::UNITS])
+    }
+
+    /// The byte of `unit`, if the map covers it (an index into the array place: no reference
+    /// to the whole array).
+    #[inline(always)]
+    fn get(&'static self, unit: usize) -> Option<&'static AtomicU8> {
+        if unit < SegmentMap::UNITS {
+            Some(&self.0[unit])
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for MapUnits {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SegmentMap {
@@ -338,11 +436,9 @@ impl SegmentMap {
     };
     const UNITS: usize = 1 << (Self::ADDRESS_BITS - SEGMENT_SHIFT);
 
-    /// The empty map (lives in `.bss`; untouched pages cost no memory).
-    pub const fn new() -> Self {
-        SegmentMap {
-            units: [const { AtomicU8::new(0) }; SegmentMap::UNITS],
-        }
+    /// A map over `units` (all clear for an empty map).
+    pub const fn over(units: &'static MapUnits) -> Self {
+        SegmentMap { units }
     }
 
     /// Whether a segment starts at the segment address of `p`.
@@ -376,14 +472,11 @@ impl SegmentMap {
     }
 }
 
-impl Default for SegmentMap {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// The bytes of [`SEGMENT_MAP`].
+static SEGMENT_UNITS: MapUnits = MapUnits::new();
 
 /// The process-wide map: segment addresses are unique in a process, whichever heap owns them.
-pub static SEGMENT_MAP: SegmentMap = SegmentMap::new();
+pub static SEGMENT_MAP: SegmentMap = SegmentMap::over(&SEGMENT_UNITS);
 
 #[cfg(test)]
 mod tests {
@@ -391,7 +484,8 @@ mod tests {
 
     #[test]
     fn map_tracks_segments() {
-        static MAP: SegmentMap = SegmentMap::new();
+        static UNITS: MapUnits = MapUnits::new();
+        static MAP: SegmentMap = SegmentMap::over(&UNITS);
         let map = &MAP;
         let seg = (7 * SEGMENT_SIZE) as *mut Segment;
         assert!(!map.contains(seg.cast()));

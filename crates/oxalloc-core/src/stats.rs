@@ -17,6 +17,7 @@
 use crate::size_class::{bin_size, BIN_COUNT};
 use crate::util::fmt::Bytes;
 use crate::util::sync::{AtomicU64, Ordering};
+use core::cell::Cell;
 use core::fmt::{self, Write};
 
 macro_rules! counters {
@@ -208,6 +209,11 @@ impl Default for GlobalCounters {
 
 /// Per-heap counters, written only by the owning thread (a relaxed load and store of its own
 /// values, no atomic read-modify-write) and readable by any thread.
+///
+/// The owner updates them through `&self` only: snapshots on other threads load the atomics
+/// while the owner runs, and a `&mut HeapCounters` would assert exclusive access to those bytes
+/// (under Miri, its retag is a write that races with the other thread's atomic load). So
+/// `live_delta`, which only the owner touches, is a `Cell`.
 pub(crate) struct HeapCounters {
     /// Blocks counted as allocated per bin (see the module comment), wrapping.
     pub bins: [AtomicU64; BIN_COUNT],
@@ -215,8 +221,8 @@ pub(crate) struct HeapCounters {
     pub live_blocks: AtomicU64,
     /// Bytes of those blocks (wrapping).
     pub live_bytes: AtomicU64,
-    /// Live-byte change not yet added to the global estimate.
-    pub live_delta: i64,
+    /// Live-byte change not yet added to the global estimate (owner only).
+    pub live_delta: Cell<i64>,
 }
 
 /// Adds `n` (wrapping) to a counter that only the calling thread writes.
@@ -232,7 +238,7 @@ impl HeapCounters {
             bins: [const { AtomicU64::new(0) }; BIN_COUNT],
             live_blocks: AtomicU64::new(0),
             live_bytes: AtomicU64::new(0),
-            live_delta: 0,
+            live_delta: Cell::new(0),
         }
     }
 
@@ -244,17 +250,17 @@ impl HeapCounters {
 
     /// Accounts a change of `blocks` blocks of `block_size` bytes in use (negative: freed).
     #[inline]
-    pub fn add_live(&mut self, blocks: i64, block_size: usize) {
+    pub fn add_live(&self, blocks: i64, block_size: usize) {
         let bytes = blocks * block_size as i64;
         owner_add(&self.live_blocks, blocks as u64);
         owner_add(&self.live_bytes, bytes as u64);
-        self.live_delta += bytes;
+        self.live_delta.set(self.live_delta.get() + bytes);
     }
 
     /// Moves this heap's allocation counts into the global counters (at teardown). Its live
     /// counts are dropped: the blocks still in use are in abandoned segments, which snapshots
     /// walk.
-    pub fn flush(&mut self, global: &GlobalCounters) {
+    pub fn flush(&self, global: &GlobalCounters) {
         for (bin, n) in self.bins.iter().enumerate() {
             let v = n.swap(0, Ordering::Relaxed);
             if v != 0 {
@@ -268,14 +274,10 @@ impl HeapCounters {
 
     /// Adds the live-byte change to the global estimate and samples the peak.
     #[cold]
-    pub fn flush_live(&mut self, global: &GlobalCounters) {
-        if self.live_delta != 0 {
-            GlobalCounters::gauge_add(
-                &global.live_estimate,
-                &global.peak_live_bytes,
-                self.live_delta as u64,
-            );
-            self.live_delta = 0;
+    pub fn flush_live(&self, global: &GlobalCounters) {
+        let delta = self.live_delta.replace(0);
+        if delta != 0 {
+            GlobalCounters::gauge_add(&global.live_estimate, &global.peak_live_bytes, delta as u64);
         }
     }
 }

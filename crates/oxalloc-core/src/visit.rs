@@ -103,7 +103,7 @@ pub unsafe fn heap_visit<S: Os>(
     while arena.with_segment_after(last, |seg| {
         // SAFETY: the registry lock keeps the segment mapped while this runs; only atomics and
         // fields fixed at the segment's set-up are read of pages other threads own.
-        unsafe { copy_segment(&*seg, own, &mut copy) }
+        unsafe { copy_segment(seg, own, &mut copy) }
     }) {
         last = copy.area.start;
         if !f(Visit::Area(&copy.area)) {
@@ -165,19 +165,33 @@ pub unsafe fn heap_visit<S: Os>(
 ///
 /// # Safety
 /// The segment is registered and the registry is locked; `own` is the calling thread's heap.
-unsafe fn copy_segment(seg: &Segment, own: usize, copy: &mut SegmentCopy) {
-    let kind = seg.kind;
+unsafe fn copy_segment(seg: *const Segment, own: usize, copy: &mut SegmentCopy) {
+    // Fields are read through the raw pointer, one at a time: other threads own the segment
+    // and write its plain fields meanwhile, so a `&Segment` (or `&Page`) covering them would
+    // be a data race (Miri reports it); the atomics and the fields fixed while the segment is
+    // registered are what this reads.
+    // SAFETY: per the contract the segment is mapped while the registry is locked.
+    let (kind, page_count) = unsafe { ((*seg).kind, (*seg).page_count) };
     copy.area = AreaInfo {
-        start: seg as *const Segment as usize,
-        size: seg.published_size.load(Ordering::Relaxed),
+        start: seg as usize,
+        // SAFETY: as above.
+        size: unsafe { (*seg).published_size.load(Ordering::Relaxed) },
         kind: kind as u32,
-        slots: seg.page_count as u32,
+        slots: page_count as u32,
         pages: 0,
     };
-    for i in 0..seg.page_count {
-        let page = &seg.pages[i];
-        let published = Published::from_word(page.published.load(Ordering::Relaxed));
-        copy.own[i] = own != 0 && page.heap.load(Ordering::Relaxed) == own;
+    for i in 0..page_count {
+        // SAFETY: as above; `i < page_count`.
+        let page = unsafe { Segment::page(seg.cast_mut(), i) };
+        // SAFETY: as above.
+        let (word, heap) = unsafe {
+            (
+                (*page).published.load(Ordering::Relaxed),
+                (*page).heap.load(Ordering::Relaxed),
+            )
+        };
+        let published = Published::from_word(word);
+        copy.own[i] = own != 0 && heap == own;
         if !published.assigned {
             copy.pages[i] = PageInfo::default();
             continue;
@@ -185,9 +199,10 @@ unsafe fn copy_segment(seg: &Segment, own: usize, copy: &mut SegmentCopy) {
         copy.area.pages += 1;
         copy.pages[i] = if copy.own[i] {
             // SAFETY: the page is the caller's.
-            unsafe { exact_info(page, i as u32) }
+            unsafe { exact_info(&*page, i as u32) }
         } else {
-            let (start, end) = seg.page_area(i);
+            // SAFETY: as above.
+            let (start, end) = unsafe { Segment::page_area(seg, i) };
             let block_size = match kind {
                 SegmentKind::Huge => end - start as usize,
                 _ => bin_size(published.bin as usize),
