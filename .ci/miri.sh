@@ -11,8 +11,8 @@
 # blocks, full pages and the delayed free path, remote frees, the purge clock), the exhaustive
 # size-class round trip checks every size up to 1 KiB and the sizes at each class boundary, the
 # aligned test takes eight of its alignments, and the byte checks sample a block (both ends and
-# every 509th byte). On the core before the live bitmap and secure mode (commit a7647b1's
-# parent line) the whole script took 2 min 35 s on a 2-core machine from an empty target
+# every 509th byte). On the core of commit db514d0 (before the live bitmap and secure mode)
+# the whole script took 2 min 35 s on a 2-core machine from an empty target
 # directory (31 tests in 61 s), all passing. On the core with them, the tests up to
 # tests::foreign_pointer_is_detected (alphabetical order) pass, main's new tests included; the
 # ones after free_pages_of_a_live_segment_are_purged_after_the_delay have not been run there.
