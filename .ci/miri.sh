@@ -29,6 +29,11 @@
 # - tests::free_pages_of_a_live_segment_are_purged_after_the_delay: 39-51 s under Miri before
 #   the live bitmap, more than five minutes without finishing after it (not yet known why).
 #
+# Over budget: profile.rs's tests (landed on main during this work) are not scaled for Miri:
+# blocks_are_sampled_with_the_right_probability took 112 s and mean_interval_matches_the_rate
+# 140 s, so the whole script now runs past five minutes; they need a `cfg(miri)` scale of
+# their own.
+#
 # Why the heap tests used to be left out, or ran for more than ten minutes: every call of
 # `SEGMENT_MAP.contains` made a reference to 8 MiB of atomics, and Miri walks every atomic of a
 # reference it retags (2000 calls took over five minutes); the map now holds a reference to its
