@@ -116,7 +116,7 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
                     forget_samples(heap, page);
                 }
                 let seg = Segment::of(page.cast());
-                let (start, end) = (*seg).page_area((*seg).slot_index(page));
+                let (start, end) = Segment::page_area(seg, Segment::slot_index(seg, page));
                 (*page).clear_live_range(start as usize, end);
                 release_page(heap, page);
             }

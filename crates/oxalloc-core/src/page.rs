@@ -451,7 +451,12 @@ impl Page {
                 // a segment reused without a purge may hold anything in its header.
                 self.clear_live_range(start as usize, end);
             }
-            debug_assert!(self.live_count() == 0, "page {:p}: stale live bits", self);
+            // Every granule of the page is read: left to native test runs, Miri takes minutes.
+            debug_assert!(
+                cfg!(miri) || self.live_count() == 0,
+                "page {:p}: stale live bits",
+                self
+            );
         }
     }
 
