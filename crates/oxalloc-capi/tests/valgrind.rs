@@ -7,7 +7,7 @@
 //! replaces oxalloc's malloc with its own. And without valgrind, the C test programs pass in
 //! valgrind mode (the client requests are no-ops).
 //!
-//! The memcheck tests are skipped, saying so, when valgrind is not installed (unless `OXALLOC_REQUIRE_VALGRIND` is set,
+//! The memcheck tests are skipped, saying so, when valgrind is not installed (unless `CI_REQUIRE_VALGRIND` is set,
 //! as `.ci/tests.sh` does, which installs it).
 
 mod common;
@@ -23,8 +23,8 @@ fn have_valgrind() -> bool {
         .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
-            std::env::var_os("OXALLOC_REQUIRE_VALGRIND").is_none(),
-            "valgrind is required (OXALLOC_REQUIRE_VALGRIND is set) but does not run"
+            std::env::var_os("CI_REQUIRE_VALGRIND").is_none(),
+            "valgrind is required (CI_REQUIRE_VALGRIND is set) but does not run"
         );
         eprintln!("SKIPPED: valgrind is not installed (apt-get install valgrind)");
     }
