@@ -299,11 +299,21 @@ impl Page {
 
     /// Number of live bits in the page's block area (validation and tests).
     pub fn live_count(&self) -> u32 {
+        // A word at a time, masked to the granules of `[start, end)`.
+        let (start, end) = (self.start as usize, self.end());
+        let word_bytes = 1usize << LIVE_WORD_SHIFT;
         let mut n = 0;
-        let mut p = self.start as usize;
-        while p < self.end() {
-            n += (self.live_word(p).load(Ordering::Relaxed) & Self::live_bit(p) != 0) as u32;
-            p += ALIGN;
+        let mut w = start & !(word_bytes - 1);
+        while w < end {
+            let mut bits = self.live_word(w).load(Ordering::Relaxed);
+            if start > w {
+                bits &= !0usize << ((start - w) >> LIVE_GRANULE_SHIFT);
+            }
+            if end < w + word_bytes {
+                bits &= !(!0usize << ((end - w) >> LIVE_GRANULE_SHIFT));
+            }
+            n += bits.count_ones();
+            w += word_bytes;
         }
         n
     }
