@@ -90,9 +90,7 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     unsafe {
         crate::validate::check_page(
             page,
-            (*heap)
-                .quarantine
-                .count_in((*page).start as usize, (*page).end()),
+            (*heap).quarantine.count_in(page.start as usize, page.end()),
         )
     };
 }
