@@ -25,7 +25,7 @@ use crate::os::Os;
 use crate::page::{Page, FLAG_SAMPLED};
 use crate::page_life::{collect, release_page};
 use crate::page_queue::{PageQueue, FULL};
-use crate::segment::{owner, Segment, SegmentKind};
+use crate::segment::{Segment, SegmentKind};
 use crate::thread_free::delayed;
 use crate::util::sync::Ordering;
 use core::ptr;
@@ -193,18 +193,7 @@ unsafe fn free_huge<S: Os>(heap: *mut Heap<S>) {
             }
             // SAFETY: see `is_tagged`; the swap (the one a free makes) makes the block ours to
             // release.
-            let ours = unsafe {
-                is_tagged(seg, heap)
-                    && (*seg)
-                        .thread_id
-                        .compare_exchange(
-                            owner::HUGE_LIVE,
-                            owner::NONE,
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-            };
+            let ours = unsafe { is_tagged(seg, heap) && crate::huge::claim(seg) };
             if ours {
                 claimed[n] = seg;
                 n += 1;

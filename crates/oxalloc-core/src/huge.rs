@@ -116,16 +116,7 @@ pub unsafe fn huge_free<S: Os>(arena: &Arena<S>, seg: *mut Segment, p: *mut u8) 
                 .os
                 .fatal("free(): invalid pointer (inside a huge block)", p as usize);
         }
-        if (*seg)
-            .thread_id
-            .compare_exchange(
-                owner::HUGE_LIVE,
-                owner::NONE,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
+        if !claim(seg) {
             arena.os.fatal("free(): double free detected", p as usize);
         }
         huge_release(arena, seg);
@@ -162,6 +153,26 @@ fn guard_huge<S: Os>(arena: &Arena<S>, at: *mut u8, total: usize, block_end: usi
         arena
             .os
             .protect(NonNull::new_unchecked(guard as *mut u8), OS_PAGE, false);
+    }
+}
+
+/// Takes a live huge block for release: the one swap of its owner value that a free (or a
+/// first-class heap's destroy) makes; false if the block was released already.
+///
+/// # Safety
+/// `seg` is a registered huge segment.
+pub(crate) unsafe fn claim(seg: *mut Segment) -> bool {
+    // SAFETY: per the contract the header is valid; `thread_id` is atomic.
+    unsafe {
+        (*seg)
+            .thread_id
+            .compare_exchange(
+                owner::HUGE_LIVE,
+                owner::NONE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 }
 
