@@ -107,6 +107,11 @@ pub fn compile_in(dir: &str, source: &str, link: bool) -> PathBuf {
     } else {
         stem.to_string()
     });
+    // Tests run in parallel and several compile the same program: each writes its own file
+    // and renames it into place, so none starts a binary another is still writing (ETXTBSY).
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out.with_extension(format!("tmp{}-{n}", std::process::id()));
     let cxx = source.ends_with(".cpp");
     let mut cmd = Command::new(if cxx { "c++" } else { "cc" });
     cmd.arg(if cxx { "-std=c++17" } else { "-std=gnu11" })
@@ -121,7 +126,7 @@ pub fn compile_in(dir: &str, source: &str, link: bool) -> PathBuf {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("include"))
         .arg(&src)
         .arg("-o")
-        .arg(&out);
+        .arg(&tmp);
     if link {
         cmd.arg(format!("-L{}", lib_dir().display()))
             .arg("-loxalloc")
@@ -135,6 +140,7 @@ pub fn compile_in(dir: &str, source: &str, link: bool) -> PathBuf {
         .status()
         .expect("a C compiler (cc, c++) is needed: see .ci/run");
     assert!(st.success(), "compiling {source} failed");
+    std::fs::rename(&tmp, &out).expect("moving the compiled program into place");
     out
 }
 
