@@ -404,6 +404,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
     fn blocks_freed_from_another_thread() {
         let (a, r) = setup(16);
         let t = thread_heap(a, r);
