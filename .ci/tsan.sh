@@ -16,7 +16,7 @@ export RUSTDOCFLAGS="-Zsanitizer=thread"
 # The workspace's dev profile says panic = "abort"; test harnesses are built with unwinding,
 # and with -Zbuild-std the two would link two copies of core: build everything unwinding.
 export CARGO_PROFILE_DEV_PANIC=unwind
-export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$(cd "$(dirname "$0")" && pwd)/tsan.supp}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
 failed=()
 say "cargo +nightly test -Zbuild-std --target $host -p oxalloc --test threads"
 cargo +nightly test -Zbuild-std --target "$host" -p oxalloc --test threads -- --test-threads=1 \

@@ -183,7 +183,7 @@ unsafe fn malloc_sampled<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
             // `malloc_zeroed` trusts the page's flag, which speaks for its current `free` list.
             ptr::write_bytes(b, 0, (*page).block_size);
         }
-        (*page).flags |= FLAG_SAMPLED;
+        (*page).add_flags(FLAG_SAMPLED);
         record_sample(heap, b, size, (*page).block_size);
         b
     }
@@ -223,7 +223,7 @@ unsafe fn sample_huge<S: Os>(heap: *mut Heap<S>, rate: usize, p: *mut u8, size: 
         let page = ptr::addr_of_mut!((*Segment::of(p)).pages[0]);
         let block_size = (*page).block_size;
         if (*heap).sampler.charge_block(rate, block_size) {
-            (*page).flags |= FLAG_SAMPLED;
+            (*page).add_flags(FLAG_SAMPLED);
             let start = (*page).block_start(p as usize);
             record_sample(heap, start.cast(), size, block_size);
         }
@@ -315,7 +315,7 @@ unsafe fn malloc_secure<S: Os>(
         let aligned = align_up(p as usize, align) as *mut u8;
         debug_assert!(aligned as usize + size + TRAILER <= p as usize + padded.max(len));
         if aligned != p {
-            (*page).flags |= FLAG_HAS_ALIGNED;
+            (*page).add_flags(FLAG_HAS_ALIGNED);
             (*page).clear_live(p as usize);
             (*page).mark_live(aligned as usize);
         }
@@ -485,7 +485,7 @@ pub unsafe fn malloc_aligned<S: Os>(
         if aligned != p {
             // The live bit moves to the pointer the program gets, which is what it frees.
             let page = Segment::page_of(Segment::of(p), p);
-            (*page).flags |= FLAG_HAS_ALIGNED;
+            (*page).add_flags(FLAG_HAS_ALIGNED);
             (*page).clear_live(p as usize);
             (*page).mark_live(aligned as usize);
         }
@@ -529,7 +529,7 @@ pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) ->
                 // A huge segment's one page (not `page_of`: a moved segment's slot table still
                 // points into its old place until it is set up again).
                 let page = ptr::addr_of_mut!((*Segment::of(q)).pages[0]);
-                if (*page).flags & FLAG_SAMPLED != 0 {
+                if (*page).flags() & FLAG_SAMPLED != 0 {
                     // Moved or resized in place: the sample follows, with its new size.
                     let arena = (*heap).arena;
                     let (old, new) = (p as usize, (*page).block_start(q as usize) as usize);

@@ -112,7 +112,7 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
                 collect(heap, page);
                 // The blocks still in use die with the page: their live bits go, as a free
                 // slot's must (see `page`).
-                if (*page).flags & FLAG_SAMPLED != 0 {
+                if (*page).flags() & FLAG_SAMPLED != 0 {
                     forget_samples(heap, page);
                 }
                 let seg = Segment::of(page.cast());
@@ -203,7 +203,7 @@ unsafe fn free_huge<S: Os>(heap: *mut Heap<S>) {
             // SAFETY: we made the swap that frees the block; its header stays ours till then.
             unsafe {
                 let page = &(*seg).pages[0];
-                if page.flags & FLAG_SAMPLED != 0 {
+                if page.flags() & FLAG_SAMPLED != 0 {
                     arena.profile.release(page.start as usize);
                 }
                 huge_release(arena, seg);

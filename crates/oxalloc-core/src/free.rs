@@ -11,7 +11,7 @@ use crate::arena::Arena;
 use crate::heap::Heap;
 use crate::huge::huge_free;
 use crate::os::Os;
-use crate::page::{Block, Page, FLAG_IN_FULL, FLAG_SAMPLED};
+use crate::page::{Block, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SAMPLED};
 use crate::page_life::{retire, unfull};
 use crate::secure;
 use crate::segment::{owner, Segment, SegmentKind, SEGMENT_MAP};
@@ -29,9 +29,7 @@ use crate::util::sync::{link_read, AtomicUsize, Ordering};
 /// `tid` is the calling thread's id (or `owner::NO_THREAD`); `p` may be anything.
 #[inline(always)]
 pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
-    if p.is_null() {
-        return;
-    }
+    // Null is not in the map (no segment is ever recorded in its first unit).
     if !SEGMENT_MAP.contains(p) {
         return free_invalid(p, arena);
     }
@@ -39,7 +37,7 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
     unsafe {
         let seg = Segment::of(p);
         let page = Segment::page_of(seg, p);
-        if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags == 0 {
+        if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags() == 0 {
             // Our page, not full, no interior pointers: `p` must be a live block's start.
             // Every path that is not the plain push below is a tail call, so this path needs
             // no stack frame.
@@ -48,16 +46,46 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
             }
             let word = (*page).live_word(p as usize);
             let w = word.load(Ordering::Relaxed);
-            let cleared = w & !Page::live_bit(p as usize);
-            if cleared == w {
+            let index = Page::live_index(p as usize);
+            if !Page::live_test(w, index) {
                 return free_generic(p, tid, seg, page, arena);
             }
-            word.store(cleared, Ordering::Relaxed);
+            word.store(w & (!1usize).rotate_left(index), Ordering::Relaxed);
             (*page).push_local(p as *mut Block);
             if (*page).used == 0 {
                 return retire_owned::<S>(page);
             }
             return;
+        }
+        free_other(p, tid, seg, page, arena)
+    }
+}
+
+/// Frees `p` when the owner's fast path does not apply: another thread's page (or an abandoned
+/// one) takes the short way to its `thread_free` list when the page needs nothing else (no
+/// sampled block, not secure, not huge: those flags send it on, as do an installed hook and a
+/// pointer that is not live); everything else goes to the generic path.
+///
+/// # Safety
+/// As for [`free`], with `seg` the registered segment of `p` and `page` its page slot.
+#[inline(never)]
+unsafe fn free_other<S: Os>(
+    p: *mut u8,
+    tid: usize,
+    seg: *mut Segment,
+    page: *mut Page,
+    arena: &Arena<S>,
+) {
+    // SAFETY: per the contract; another thread's page is only read through atomics here, and
+    // a live bit keeps the page from being retired until the owner has collected our push.
+    unsafe {
+        let pg = &*page;
+        if pg.flags() & !(FLAG_IN_FULL | FLAG_HAS_ALIGNED) == 0
+            && (*seg).thread_id.load(Ordering::Relaxed) != tid
+            && FREE_HOOK.load(Ordering::Relaxed) == 0
+            && pg.is_live(p as usize)
+        {
+            return free_remote(arena, pg, p);
         }
         free_generic(p, tid, seg, page, arena)
     }
@@ -66,6 +94,9 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
 #[cold]
 #[inline(never)]
 fn free_invalid<S: Os>(p: *mut u8, arena: &Arena<S>) {
+    if p.is_null() {
+        return;
+    }
     arena.os.fatal(
         "free(): invalid pointer (not allocated by oxalloc, or already released)",
         p as usize,
@@ -125,7 +156,7 @@ unsafe fn free_checked<S: Os>(
     // SAFETY: `seg` is a registered segment (checked by the caller) and `page` is one of its
     // page slots.
     unsafe {
-        if (*page).flags & FLAG_SAMPLED != 0 {
+        if (*page).flags() & FLAG_SAMPLED != 0 {
             free_sampled(arena, seg, page, p, tid);
         }
         if (*seg).kind == SegmentKind::Huge {
@@ -286,7 +317,7 @@ unsafe fn free_sampled<S: Os>(
             && (*seg).thread_id.load(Ordering::Relaxed) == tid
             && !arena.profile.any_in(pg.start as usize, pg.end())
         {
-            (*page).flags &= !FLAG_SAMPLED;
+            (*page).remove_flags(FLAG_SAMPLED);
         }
     }
 }
@@ -334,7 +365,7 @@ pub(crate) unsafe fn free_owned<S: Os>(heap: *mut Heap<S>, page: *mut Page, bloc
     // SAFETY: per the contract.
     unsafe {
         (*page).push_local(block);
-        if (*page).flags & FLAG_IN_FULL != 0 {
+        if (*page).flags() & FLAG_IN_FULL != 0 {
             unfull(heap, page);
         }
         if (*page).all_free() {

@@ -12,7 +12,7 @@
 
 use crate::arena::Arena;
 use crate::os::{Os, OS_PAGE};
-use crate::page::{live_word_offset, Page, FLAG_SECURE};
+use crate::page::{live_word_offset, Page, FLAG_HUGE, FLAG_SECURE};
 use crate::segment::{
     owner, Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN, MAX_PAGES, SEGMENT_SIZE,
 };
@@ -72,10 +72,11 @@ pub fn huge_alloc<S: Os>(arena: &Arena<S>, size: usize, align: usize, zero: bool
         page.capacity = 1;
         page.used = 1;
         page.requested = size;
+        page.add_flags(FLAG_HUGE);
         page.publish();
         if guard != 0 {
             guard_huge(arena, at, total, start as usize + size);
-            page.flags |= FLAG_SECURE;
+            page.add_flags(FLAG_SECURE);
         }
         (*seg).used_pages = 1;
         (*seg).thread_id.store(owner::HUGE_LIVE, Ordering::Release);

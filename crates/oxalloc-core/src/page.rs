@@ -29,7 +29,7 @@ use crate::secure;
 use crate::size_class::{ALIGN, SEGMENT_SHIFT};
 use crate::thread_free::{delayed, ThreadFree};
 use crate::util::list::{Linked, Links};
-use crate::util::sync::{link_read, AtomicU64, AtomicUsize, Ordering};
+use crate::util::sync::{link_read, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use core::ptr;
 
 /// A free block: its first word links to the next free block (encoded, see [`Page::encode`]).
@@ -58,6 +58,8 @@ pub const FLAG_SECURE: u8 = 8;
 pub const FLAG_ZERO_FREED: u8 = 16;
 /// `flags` bit: the page may hold a live sampled block of the heap profile (see `profile`).
 pub const FLAG_SAMPLED: u8 = 32;
+/// `flags` bit: the page of a huge segment (its frees take the generic path on every thread).
+pub const FLAG_HUGE: u8 = 64;
 
 /// log2 of the live bitmap's granule: every block starts on a multiple of 16 bytes.
 pub const LIVE_GRANULE_SHIFT: usize = 4;
@@ -111,8 +113,10 @@ pub struct Page {
     pub free: *mut Block,
     /// Blocks handed out and not yet collected back.
     pub used: u32,
-    /// `FLAG_*` bits; zero on the owner's free fast path.
-    pub flags: u8,
+    /// `FLAG_*` bits; zero on the owner's free fast path. Written by the owner only (`add_flags`,
+    /// `remove_flags`, `set_flags`: a relaxed load and store, no read-modify-write), read by
+    /// every thread's `free`, hence atomic.
+    pub(crate) flags: AtomicU8,
     /// Size class of the blocks.
     pub bin: u8,
     /// The slot holds a page of some heap (false: a free slot of its segment).
@@ -198,7 +202,7 @@ impl Page {
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
         used: 0,
-        flags: FLAG_UNASSIGNED,
+        flags: AtomicU8::new(FLAG_UNASSIGNED),
         bin: 0,
         assigned: false,
         free_zeroed: false,
@@ -227,6 +231,31 @@ impl Page {
             | (self.capacity as u64 & 0xff_ffff) << 16
             | (self.used as u64 & 0xff_ffff) << 40;
         self.published.store(w, Ordering::Relaxed);
+    }
+
+    /// The `FLAG_*` bits (any thread).
+    #[inline(always)]
+    pub fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the `FLAG_*` bits. Only the page's owner (or whoever initialises the slot)
+    /// writes them, so a load and a store, not a read-modify-write, keep every bit.
+    #[inline(always)]
+    pub fn set_flags(&self, flags: u8) {
+        self.flags.store(flags, Ordering::Relaxed);
+    }
+
+    /// Sets `bits` (owner only, see `set_flags`).
+    #[inline(always)]
+    pub fn add_flags(&self, bits: u8) {
+        self.set_flags(self.flags() | bits);
+    }
+
+    /// Clears `bits` (owner only, see `set_flags`).
+    #[inline(always)]
+    pub fn remove_flags(&self, bits: u8) {
+        self.set_flags(self.flags() & !bits);
     }
 
     /// Encodes a link for storage in a free block: XOR with one key, a rotation, and the other
@@ -292,9 +321,10 @@ impl Page {
     pub fn clear_live(&self, p: usize) -> bool {
         let word = self.live_word(p);
         let w = word.load(Ordering::Relaxed);
-        let bit = Self::live_bit(p);
-        word.store(w & !bit, Ordering::Relaxed);
-        w & bit != 0
+        let index = Self::live_index(p);
+        // `!1` rotated: the form that compiles to one `btr`.
+        word.store(w & (!1usize).rotate_left(index), Ordering::Relaxed);
+        Self::live_test(w, index)
     }
 
     /// Number of live bits in the page's block area (validation and tests).
@@ -417,7 +447,7 @@ impl Page {
     /// out aligned pointers inside blocks.
     #[inline]
     pub fn block_of(&self, p: usize) -> *mut Block {
-        if self.flags & FLAG_HAS_ALIGNED != 0 {
+        if self.flags() & FLAG_HAS_ALIGNED != 0 {
             self.block_start(p)
         } else {
             p as *mut Block
@@ -445,7 +475,7 @@ impl Page {
             ..Page::EMPTY
         };
         self.live_bias = live_bias;
-        self.flags = 0;
+        self.set_flags(0);
         self.assigned = true;
         self.bin = bin as u8;
         self.block_size = block_size;
@@ -482,7 +512,7 @@ impl Page {
         let want = (EXTEND_BYTES / self.block_size).max(1) as u32;
         let n = room.min(want);
         let first = self.start as usize + self.capacity as usize * self.block_size;
-        if self.flags & FLAG_SECURE != 0 {
+        if self.flags() & FLAG_SECURE != 0 {
             // SAFETY: per the contract.
             return unsafe { self.extend_secure(first, n) };
         }
@@ -539,7 +569,7 @@ impl Page {
 
     /// The `OXALLOC_SECURE` level of a secure page (see [`secure::level`]).
     pub fn secure_level(&self) -> usize {
-        if self.flags & FLAG_ZERO_FREED != 0 {
+        if self.flags() & FLAG_ZERO_FREED != 0 {
             secure::level::ZERO
         } else {
             secure::level::ON
@@ -555,24 +585,38 @@ impl Page {
     pub unsafe fn collect(&mut self) -> Result<u32, usize> {
         let mut collected = 0;
         let mut freed = self.thread_free.take_all();
+        if freed == 0 {
+            return Ok(0);
+        }
+        // Loop invariants, read once: the block area, and whether pointers may be interior.
+        let (start, end) = (self.start as usize, self.end());
+        let aligned = self.flags() & FLAG_HAS_ALIGNED != 0;
+        let mut local = self.local_free;
         while freed != 0 {
             // A remote free pushes the pointer the program freed: a block's start, or the
             // aligned pointer inside it. Its live bit goes now; one that is clear was freed
             // twice (by the owner and another thread, or by two others at once).
-            if collected >= self.used || !self.contains(freed) || !self.clear_live(freed) {
+            if collected >= self.used || freed < start || freed >= end || !self.clear_live(freed) {
+                self.local_free = local;
+                self.used -= collected;
                 return Err(freed);
             }
             // SAFETY: pointers on `thread_free` lie in blocks of this page; their first word is
             // a plain link written by a remote free before it published them. We took the
             // list, so it is ours alone now.
             let next = unsafe { link_read(freed) };
-            let block = self.block_of(freed);
+            let block = if aligned {
+                self.block_start(freed)
+            } else {
+                freed as *mut Block
+            };
             // SAFETY: the block is ours and free.
-            unsafe { (*block).next = self.encode(self.local_free) };
-            self.local_free = block;
+            unsafe { (*block).next = self.encode(local) };
+            local = block;
             collected += 1;
             freed = next;
         }
+        self.local_free = local;
         debug_assert!(self.used >= collected);
         self.used -= collected;
         Ok(collected)
@@ -592,7 +636,7 @@ impl Page {
         self.free_zeroed = false;
         // Every carved block is used, on `free`, or (until now) on `local_free`.
         let n = self.capacity - self.used;
-        if self.flags & FLAG_SECURE != 0 {
+        if self.flags() & FLAG_SECURE != 0 {
             // SAFETY: the caller owns the page, and `free` holds the `n` blocks.
             unsafe { self.rotate_free(n) };
         }

@@ -218,8 +218,8 @@ unsafe fn fresh_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
         (*page).init(bin, bin_size(bin), start, end, key, zeroed);
         match (*heap).secure {
             secure::level::OFF => {}
-            secure::level::ZERO => (*page).flags |= FLAG_SECURE | FLAG_ZERO_FREED,
-            _ => (*page).flags |= FLAG_SECURE,
+            secure::level::ZERO => (*page).add_flags(FLAG_SECURE | FLAG_ZERO_FREED),
+            _ => (*page).add_flags(FLAG_SECURE),
         }
         (*page).heap.store(heap as usize, Ordering::Release);
         (*seg).used_pages += 1;
@@ -309,7 +309,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
         p.thread_free.set_state(delayed::NEVER);
         p.heap.store(0, Ordering::Release);
         p.assigned = false;
-        p.flags = FLAG_UNASSIGNED;
+        p.set_flags(FLAG_UNASSIGNED);
         p.publish();
         let seg = Segment::of(page.cast());
         (*seg).used_pages -= 1;
@@ -335,7 +335,7 @@ pub(crate) unsafe fn retire<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the page is ours.
     unsafe {
         let bin = (*page).bin as usize;
-        let in_full = (*page).flags & FLAG_IN_FULL != 0;
+        let in_full = (*page).flags() & FLAG_IN_FULL != 0;
         let q = &(*heap).pages.queues[bin];
         if !in_full && q.first() == page && q.last() == page {
             return;
@@ -384,7 +384,7 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
             (*page).heap.store(me, Ordering::Release);
             (*page).thread_free.set_state(delayed::NORMAL);
             collect(heap, page);
-            (*page).flags &= !FLAG_IN_FULL;
+            (*page).remove_flags(FLAG_IN_FULL);
             if (*page).all_free() {
                 used_pages -= 1;
                 release_page(heap, page);

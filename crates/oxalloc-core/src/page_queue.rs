@@ -108,7 +108,7 @@ impl PageQueues {
     pub unsafe fn remove(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            if (*page).flags & FLAG_IN_FULL != 0 {
+            if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.queues[FULL].remove(page);
             } else {
                 let bin = (*page).bin as usize;
@@ -129,7 +129,7 @@ impl PageQueues {
         // SAFETY: per the contract.
         unsafe {
             self.remove(page);
-            (*page).flags |= FLAG_IN_FULL;
+            (*page).add_flags(FLAG_IN_FULL);
             self.queues[FULL].push_back(page);
         }
     }
@@ -141,9 +141,9 @@ impl PageQueues {
     pub unsafe fn move_from_full(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            debug_assert!((*page).flags & FLAG_IN_FULL != 0);
+            debug_assert!((*page).flags() & FLAG_IN_FULL != 0);
             self.queues[FULL].remove(page);
-            (*page).flags &= !FLAG_IN_FULL;
+            (*page).remove_flags(FLAG_IN_FULL);
             self.push_back(page);
         }
     }
@@ -173,7 +173,7 @@ impl PageQueues {
                 let p = unsafe { &*page };
                 assert_eq!(p.bin as usize, bin, "page {page:p} in the wrong queue");
                 assert_eq!(
-                    p.flags & FLAG_IN_FULL,
+                    p.flags() & FLAG_IN_FULL,
                     0,
                     "page {page:p} marked full in a bin queue"
                 );
@@ -188,7 +188,7 @@ impl PageQueues {
             // SAFETY: as above.
             let p = unsafe { &*page };
             assert!(
-                p.flags & FLAG_IN_FULL != 0,
+                p.flags() & FLAG_IN_FULL != 0,
                 "page {page:p} in the full queue is not marked full"
             );
             // SAFETY: `page` is in the full queue.

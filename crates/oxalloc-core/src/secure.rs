@@ -116,7 +116,7 @@ fn tag(page: &Page, block: usize, end: usize) -> u32 {
 /// Whether `page` holds secure blocks.
 #[inline]
 pub fn is_secure(page: &Page) -> bool {
-    page.flags & FLAG_SECURE != 0
+    page.flags() & FLAG_SECURE != 0
 }
 
 /// Seals a block handed out for `end` bytes: canary bytes up to the trailer, then the trailer.

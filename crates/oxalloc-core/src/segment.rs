@@ -456,11 +456,13 @@ impl SegmentMap {
     /// Records a segment; returns false if its address is outside the map.
     pub fn insert(&self, segment: *mut Segment) -> bool {
         match self.units.get(segment as usize >> SEGMENT_SHIFT) {
-            Some(u) => {
+            // Unit 0 is never a segment's: `free` finds null there (`contains(null)` is false,
+            // so its fast path needs no test of its own for null).
+            Some(u) if segment as usize >> SEGMENT_SHIFT != 0 => {
                 u.store(1, Ordering::Release);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 

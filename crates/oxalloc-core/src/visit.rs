@@ -238,7 +238,7 @@ unsafe fn exact_info(page: &Page, index: u32) -> PageInfo {
         capacity: page.capacity,
         used: page.used.saturating_sub(pending),
         exact: 1,
-        full: (page.flags & FLAG_IN_FULL != 0) as u32,
+        full: (page.flags() & FLAG_IN_FULL != 0) as u32,
     }
 }
 
