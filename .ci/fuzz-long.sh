@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long fuzzing run of the `threads` target (see .ci/fuzz.sh, which CI runs for 60 s):
+# Long fuzzing run of the `threads` target (see .ci/fuzz.sh, which CI runs for 30 s):
 #
 #   .ci/fuzz-long.sh            # one hour
 #   .ci/fuzz-long.sh 28800      # eight hours

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fuzzing, bounded: the `threads` target of fuzz/ (2 to 4 threads' malloc/calloc/realloc/
 # aligned/free/hand-over sequences against a model, on the oxalloc crate's functions) under
-# libFuzzer with cargo-fuzz on nightly Rust, for SECONDS (default 60; the first argument or
+# libFuzzer with cargo-fuzz on nightly Rust, for SECONDS (default 30; the first argument or
 # FUZZ_SECONDS). cargo-fuzz is installed with `cargo install cargo-fuzz` if missing.
 # The corpus grows in fuzz/corpus/threads; a crash is saved in fuzz/artifacts/threads/ and
 # the script fails, printing how to reproduce it. Long runs: .ci/fuzz-long.sh.
 source "$(dirname "$0")/lib.sh"
-seconds=${1:-${FUZZ_SECONDS:-60}}
+seconds=${1:-${FUZZ_SECONDS:-30}}
 ensure_toolchain nightly
 if ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz"

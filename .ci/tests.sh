@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The tests: the README's test command (debug build of the workspace, then cargo test, which
 # runs the C programs and the real programs against target/debug/liboxalloc.so); the release
-# build, the main job and the C-level tests against the optimised library; one quick run of
-# the benchmark runner; and an install with scripts/install.sh linked through pkg-config.
+# build, the main job and the C-level tests (but the real programs, valgrind and install)
+# against the optimised library; one quick run of the benchmark runner; and an install with scripts/install.sh linked through pkg-config.
 source "$(dirname "$0")/lib.sh"
 ensure_test_tools
 target=$(target_dir)
@@ -16,7 +16,10 @@ cargo test --workspace || fail "cargo test --workspace"
 say "release build, main job, and the C tests against the optimised library"
 cargo build --release || fail "cargo build --release"
 "$target/release/oxalloc" run || fail "oxalloc run (the main job)"
-cargo test --release -p oxalloc-capi || fail "cargo test --release -p oxalloc-capi"
+# The C, C++, fork, misuse and heap programs again, on the optimised library (the real programs,
+# valgrind and install tests ran against the debug one above and take the longest).
+cargo test --release -p oxalloc-capi --test c_programs --test cxx --test fork --test misuse --test heaps --test heap_visit \
+    || fail "cargo test --release -p oxalloc-capi (C, C++, fork, misuse and heap tests)"
 
 say "the benchmark runner, one quick run against the Debian competitors"
 bench_env=()
