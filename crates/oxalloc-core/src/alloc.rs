@@ -183,7 +183,7 @@ unsafe fn malloc_sampled<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
             // `malloc_zeroed` trusts the page's flag, which speaks for its current `free` list.
             ptr::write_bytes(b, 0, (*page).block_size);
         }
-        (*page).add_flags(FLAG_SAMPLED);
+        (*page).note_sample(b as usize);
         record_sample(heap, b, size, (*page).block_size);
         b
     }
@@ -223,8 +223,8 @@ unsafe fn sample_huge<S: Os>(heap: *mut Heap<S>, rate: usize, p: *mut u8, size: 
         let page = ptr::addr_of_mut!((*Segment::of(p)).pages[0]);
         let block_size = (*page).block_size;
         if (*heap).sampler.charge_block(rate, block_size) {
-            (*page).add_flags(FLAG_SAMPLED);
             let start = (*page).block_start(p as usize);
+            (*page).note_sample(start as usize);
             record_sample(heap, start.cast(), size, block_size);
         }
     }

@@ -312,8 +312,14 @@ unsafe fn free_sampled<S: Os>(
         } else {
             p as usize
         };
+        let huge = (*seg).kind == SegmentKind::Huge;
+        // A huge block's page may have moved with realloc, leaving the hint behind: huge blocks
+        // always look in the table.
+        if !huge && !pg.may_be_sampled(block) {
+            return;
+        }
         if arena.profile.release(block)
-            && (*seg).kind != SegmentKind::Huge
+            && !huge
             && (*seg).thread_id.load(Ordering::Relaxed) == tid
             && !arena.profile.any_in(pg.start as usize, pg.end())
         {

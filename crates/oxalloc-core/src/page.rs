@@ -157,7 +157,14 @@ pub struct Page {
     /// What heap walks from other threads may read of the page, written by the owner when the
     /// page is set up, refilled and released (see [`Page::publish`]).
     pub published: AtomicU64,
+    /// With `FLAG_SAMPLED`: the one sampled block the page has had since the flag was set, or
+    /// [`SAMPLES_MANY`]. Frees of other blocks skip the profile's table (see `note_sample`).
+    /// Written by the owner before it hands the block out, read by every thread's free.
+    pub(crate) sample: AtomicUsize,
 }
+
+/// [`Page`]'s `sample` when the page may hold more than one sampled block.
+pub const SAMPLES_MANY: usize = usize::MAX;
 
 /// A page's published word, as heap walks from other threads read it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -221,6 +228,7 @@ impl Page {
         heap: AtomicUsize::new(0),
         queue: Links::UNLINKED,
         published: AtomicU64::new(0),
+        sample: AtomicUsize::new(0),
     };
 
     /// Publishes the page's state for heap walks from other threads (owner only; slow paths).
@@ -256,6 +264,25 @@ impl Page {
     #[inline(always)]
     pub fn remove_flags(&self, bits: u8) {
         self.set_flags(self.flags() & !bits);
+    }
+
+    /// Marks the page as holding the sampled block `block` (owner, before the block is handed
+    /// out): the page's first sample since the flag was set is remembered, a second one makes
+    /// every free of the page look in the table.
+    #[inline]
+    pub fn note_sample(&self, block: usize) {
+        let one = self.flags() & FLAG_SAMPLED == 0 || self.sample.load(Ordering::Relaxed) == block;
+        let hint = if one { block } else { SAMPLES_MANY };
+        self.sample.store(hint, Ordering::Relaxed);
+        self.add_flags(FLAG_SAMPLED);
+    }
+
+    /// With `FLAG_SAMPLED` set: whether `block` may be a sampled block (false: it is not, and
+    /// its free need not look in the table). Any thread.
+    #[inline]
+    pub fn may_be_sampled(&self, block: usize) -> bool {
+        let hint = self.sample.load(Ordering::Relaxed);
+        hint == block || hint == SAMPLES_MANY
     }
 
     /// Encodes a link for storage in a free block: XOR with one key, a rotation, and the other
@@ -771,6 +798,34 @@ mod tests {
         };
         page.init(2, 32, start, start as usize + 65536, 0x1234_5678, false);
         page
+    }
+
+    #[test]
+    fn the_sample_hint_names_the_one_sampled_block() {
+        let mut area = Box::new(Area([0; 65536]));
+        let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
+        let page = test_page(&mut area, &bitmap);
+        let (a, b) = (page.start as usize, page.start as usize + 32);
+        page.note_sample(a);
+        assert!(page.flags() & FLAG_SAMPLED != 0);
+        assert!(
+            page.may_be_sampled(a),
+            "the sampled block looks in the table"
+        );
+        assert!(!page.may_be_sampled(b), "another block does not");
+        page.note_sample(a);
+        assert!(
+            !page.may_be_sampled(b),
+            "the same block again keeps the hint"
+        );
+        page.note_sample(b);
+        assert!(
+            page.may_be_sampled(a) && page.may_be_sampled(b + 32),
+            "two samples: all look"
+        );
+        page.remove_flags(FLAG_SAMPLED);
+        page.note_sample(b);
+        assert!(!page.may_be_sampled(a), "a new flag starts a new hint");
     }
 
     #[test]
