@@ -76,6 +76,14 @@ pub const fn live_word_offset(p: usize) -> usize {
 /// Rotation of the link encoding.
 const LINK_ROTATION: u32 = 23;
 
+/// [`Page::encode`] with the keys given (loops that hold them in registers).
+#[inline(always)]
+fn encode_link(next: *mut Block, key: usize, key2: usize) -> usize {
+    (next as usize ^ key)
+        .rotate_left(LINK_ROTATION)
+        .wrapping_add(key2)
+}
+
 /// The free-list link is corrupted: `block`'s link decoded to `link`, outside its segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CorruptLink {
@@ -289,9 +297,7 @@ impl Page {
     /// key added, so that neither a link nor the end of a list (null) stores a key as it is.
     #[inline(always)]
     pub fn encode(&self, next: *mut Block) -> usize {
-        (next as usize ^ self.key)
-            .rotate_left(LINK_ROTATION)
-            .wrapping_add(self.key2)
+        encode_link(next, self.key, self.key2)
     }
 
     /// Decodes a link read from a free block.
@@ -615,9 +621,11 @@ impl Page {
         if freed == 0 {
             return Ok(0);
         }
-        // Loop invariants, read once: the block area, and whether pointers may be interior.
+        // Loop invariants, read once (the stores into blocks would make the compiler read them
+        // again): the block area, whether pointers may be interior, the keys.
         let (start, end) = (self.start as usize, self.end());
         let aligned = self.flags() & FLAG_HAS_ALIGNED != 0;
+        let (key, key2) = (self.key, self.key2);
         let mut local = self.local_free;
         while freed != 0 {
             // A remote free pushes the pointer the program freed: a block's start, or the
@@ -638,7 +646,7 @@ impl Page {
                 freed as *mut Block
             };
             // SAFETY: the block is ours and free.
-            unsafe { (*block).next = self.encode(local) };
+            unsafe { (*block).next = encode_link(local, key, key2) };
             local = block;
             collected += 1;
             freed = next;
