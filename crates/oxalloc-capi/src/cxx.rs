@@ -13,23 +13,41 @@
 //! operators are assembly (x86-64 only, `global_asm!`, with unwind tables), and all of them share
 //! one loop, `oxalloc_cxx_new_loop`: allocate through a Rust function that returns NULL on failure
 //! (`try_new`), and on failure ask another (`on_failure`) what to call: the installed
-//! handler (then retry), libstdc++'s `std::__throw_bad_alloc()` (which never returns), or nothing
-//! (nothrow: return NULL). Every throwing call is made from the assembly frame, so an exception
-//! passes only through frames that have unwind information and no landing pad, and reaches the
-//! caller. The stubs are made global here; `build.rs` adds them to the dynamic symbol table
-//! (rustc exports only the Rust items), and `tests/header.rs` checks that all are exported.
+//! handler (then retry), the C++ runtime's `std::__throw_bad_alloc()` (which never returns), or
+//! nothing (nothrow: return NULL). Every throwing call is made from the assembly frame, so an
+//! exception passes only through frames that have unwind information and no landing pad, and
+//! reaches the caller. The stubs are made global here; `build.rs` adds them to the dynamic symbol
+//! table (rustc exports only the Rust items), and `tests/header.rs` checks that all are exported.
 //!
-//! libstdc++'s symbols are looked up with `dlsym(RTLD_DEFAULT)` on the failure path only, since a
-//! C program loads no C++ runtime; a failed `new` without libstdc++ aborts with a one-line
-//! message.
+//! **nothrow new** is, in the standard, the throwing one inside `try { ... } catch (...) {
+//! return nullptr; }`, so a new_handler that throws makes it return NULL. The nothrow stubs call
+//! the loop from a frame of their own, `oxalloc_cxx_new_nothrow`, whose unwind information has
+//! what a C++ compiler gives such a `try`: a personality routine and a hand-written LSDA (GCC's
+//! `.gcc_except_table` format, which both libstdc++'s and libc++abi's `__gxx_personality_v0`
+//! read) with one call-site entry, the call to the loop, whose landing pad has one action, a
+//! catch-all (type-table entry 0). The landing pad calls `__cxa_begin_catch(exception)` and
+//! `__cxa_end_catch()`, which destroys the exception, and returns NULL. Anything else that throws
+//! in that frame (the two calls of the landing pad) is outside the call-site table, so the
+//! personality calls `std::terminate`, as for a `noexcept` function. The personality is a
+//! trampoline of ours, `oxalloc_cxx_personality`, that jumps to the runtime's
+//! `__gxx_personality_v0` (libstdc++'s or libc++abi's) as [`on_failure`] found it before calling
+//! the handler, the only call that can throw into the frame; when none was found it answers
+//! `_URC_CONTINUE_UNWIND` (a forced unwind from inside `malloc`, say). So liboxalloc has no
+//! reference to a C++ symbol, weak or not, and loads in a C program as before.
 //!
-//! Limitation: the standard's nothrow `new` behaves as a throwing `new` inside `try { } catch
-//! (...) { return nullptr; }`. Without C++ here nothing can catch, so a new_handler that throws
-//! from a nothrow `new` propagates its exception to the caller (as mimalloc's C build does);
-//! with no handler, or a handler that returns, nothrow `new` returns NULL as it should.
+//! **The C++ runtime** is looked up with `dlsym(RTLD_DEFAULT)` on the failure path only, since a
+//! C program loads none. Both libstdc++ and LLVM's libc++ (with libc++abi) export
+//! `std::get_new_handler()` and `std::__throw_bad_alloc()` under the same mangled names
+//! (`_ZSt15get_new_handlerv`, `_ZSt17__throw_bad_allocv`: libc++ keeps them outside its `__1`
+//! namespace for that), so the lookup finds the definition the program's own calls bind to, of
+//! whichever runtime the program uses (the first in the global scope when a process has both);
+//! libc++'s `std::__1::` names are tried after them, for a libc++ built to version them. A
+//! failed throwing `new` without a C++ runtime aborts with a one-line message; a nothrow one
+//! returns NULL.
 
 use crate::c_api;
 use core::ffi::{c_void, CStr};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// [`try_new`]'s and [`on_failure`]'s `kind`: the nothrow variants.
 const NOTHROW: usize = 1;
@@ -53,27 +71,76 @@ extern "C" fn try_new(size: usize, align: usize, kind: usize) -> *mut c_void {
 /// (which is C's): a `std::new_handler`, or `std::__throw_bad_alloc`.
 type Handler = unsafe extern "C" fn();
 
+/// The C++ runtime's functions that the nothrow frame's personality trampoline and landing pad
+/// call (read by the assembly at these offsets: 0, 8, 16), stored by [`on_failure`] before it
+/// hands a nothrow `new` a handler to call. `personality` is null until all three were found,
+/// and is stored last (`Release`; the trampoline's plain load is an `Acquire` on x86-64). Once
+/// set they are only ever overwritten with the same runtime's functions, or another loaded
+/// runtime's, each of which can catch any exception (a catch-all catches foreign ones).
+#[repr(C)]
+struct Catch {
+    /// `__gxx_personality_v0`.
+    personality: AtomicPtr<c_void>,
+    /// `void *__cxa_begin_catch(void *exception)`.
+    begin_catch: AtomicPtr<c_void>,
+    /// `void __cxa_end_catch()`.
+    end_catch: AtomicPtr<c_void>,
+}
+
+static CATCH: Catch = Catch {
+    personality: AtomicPtr::new(core::ptr::null_mut()),
+    begin_catch: AtomicPtr::new(core::ptr::null_mut()),
+    end_catch: AtomicPtr::new(core::ptr::null_mut()),
+};
+
+/// Finds the runtime's personality routine and catch functions for the nothrow frame; when one
+/// is missing [`CATCH`] is left as it is (if never armed, an exception from the handler unwinds
+/// through the frame to the caller).
+fn arm_catch() {
+    let (Some(personality), Some(begin), Some(end)) = (
+        symbol(c"__gxx_personality_v0"),
+        symbol(c"__cxa_begin_catch"),
+        symbol(c"__cxa_end_catch"),
+    ) else {
+        return;
+    };
+    CATCH.begin_catch.store(begin, Ordering::Relaxed);
+    CATCH.end_catch.store(end, Ordering::Relaxed);
+    CATCH.personality.store(personality, Ordering::Release);
+}
+
 /// After a failed attempt: the function the loop calls before retrying (the installed
 /// new_handler), or the one that throws `std::bad_alloc` (the loop calls it and never comes
 /// back), or `None` for a nothrow `new` to return NULL. An invalid alignment fails at once: no
-/// handler can make it valid.
+/// handler can make it valid. Before giving a nothrow `new` its handler, the nothrow frame's
+/// catch is armed ([`arm_catch`]).
 #[cold]
 extern "C" fn on_failure(align: usize, kind: usize) -> Option<Handler> {
     let invalid = kind & ALIGNED != 0 && !align.is_power_of_two();
+    let nothrow = kind & NOTHROW != 0;
     if !invalid {
-        if let Some(handler) = new_handler() {
+        if let Some(handler) = new_handler(nothrow) {
+            if nothrow {
+                arm_catch();
+            }
             return Some(handler);
         }
     }
-    if kind & NOTHROW != 0 {
+    if nothrow {
         return None;
     }
     Some(throw_bad_alloc())
 }
 
-/// `std::get_new_handler()`, or `None` when none is installed.
-fn new_handler() -> Option<Handler> {
-    let get = lookup(c"_ZSt15get_new_handlerv");
+/// `std::get_new_handler()`, or `None` when none is installed (or, for a nothrow `new`, when
+/// there is no C++ runtime to ask; a throwing one aborts then).
+fn new_handler(nothrow: bool) -> Option<Handler> {
+    let get = symbol(c"_ZSt15get_new_handlerv").or_else(|| symbol(c"_ZNSt3__115get_new_handlerEv"));
+    let get = match get {
+        Some(get) => get,
+        None if nothrow => return None,
+        None => no_runtime(),
+    };
     // SAFETY: `std::get_new_handler` takes nothing and returns a `void (*)()` or null (an
     // `Option` of a function pointer has that representation); it is `noexcept`.
     let get = unsafe {
@@ -83,35 +150,40 @@ fn new_handler() -> Option<Handler> {
     unsafe { get() }
 }
 
-/// `std::__throw_bad_alloc()`, libstdc++'s function that throws `std::bad_alloc`.
+/// `std::__throw_bad_alloc()`, the runtime's function that throws `std::bad_alloc`.
 fn throw_bad_alloc() -> Handler {
-    let throw = lookup(c"_ZSt17__throw_bad_allocv");
+    let throw = symbol(c"_ZSt17__throw_bad_allocv")
+        .or_else(|| symbol(c"_ZNSt3__117__throw_bad_allocEv"))
+        .unwrap_or_else(|| no_runtime());
     // SAFETY: `std::__throw_bad_alloc` takes nothing (and returns never).
     unsafe { core::mem::transmute::<*mut c_void, Handler>(throw) }
 }
 
-/// A symbol of the C++ runtime, found in the process's global scope; aborts when it is missing,
-/// as it is in a program that is not C++ (then nothing could call the handler or catch).
-fn lookup(name: &CStr) -> *mut c_void {
+/// A symbol of the C++ runtime, found in the process's global scope, or `None`, as in a
+/// program that is not C++.
+fn symbol(name: &CStr) -> Option<*mut c_void> {
     // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the global scope.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    if p.is_null() {
-        oxalloc_os::sys::write_stderr(
-            b"oxalloc: operator new failed and no C++ runtime (libstdc++) is loaded\n",
-        );
-        // SAFETY: abort never returns and does not allocate.
-        unsafe { libc::abort() }
-    }
-    p
+    (!p.is_null()).then_some(p)
+}
+
+/// A throwing `new` failed and nothing can call a handler or throw: ends the process.
+#[cold]
+fn no_runtime() -> ! {
+    oxalloc_os::sys::write_stderr(
+        b"oxalloc: operator new failed and no C++ runtime (libstdc++, libc++) is loaded\n",
+    );
+    // SAFETY: abort never returns and does not allocate.
+    unsafe { libc::abort() }
 }
 
 /// One exported `operator new`: its arguments are `(size)`, `(size, const nothrow_t &)`,
 /// `(size, align_val_t)` or `(size, align_val_t, const nothrow_t &)`; it sets `rsi` to the
 /// alignment (0 when there is none: `$align` clears it) and `rdx` to its `kind` (the
-/// [`NOTHROW`] | [`ALIGNED`] bits, a literal here), then jumps to the loop, whose frame
-/// becomes the operator's own (a tail call: nothing to unwind in the stub).
+/// [`NOTHROW`] | [`ALIGNED`] bits, a literal here), then jumps to `$to`, the loop or the nothrow
+/// frame, whose frame becomes the operator's own (a tail call: nothing to unwind in the stub).
 macro_rules! new_stub {
-    ($name:literal, $align:literal, $kind:literal) => {
+    ($name:literal, $align:literal, $kind:literal, $to:literal) => {
         concat!(
             ".globl ",
             $name,
@@ -128,7 +200,9 @@ macro_rules! new_stub {
             "mov edx, ",
             $kind,
             "\n",
-            "jmp oxalloc_cxx_new_loop\n",
+            "jmp ",
+            $to,
+            "\n",
             ".cfi_endproc\n",
             ".size ",
             $name,
@@ -143,6 +217,28 @@ macro_rules! new_stub {
 // call (a handler, which may throw, or the thrower) or none (return NULL). The three
 // arguments live in callee-saved registers across the calls; three pushes keep the stack
 // 16-byte aligned at each call. Local to the object: the stubs jump to it.
+//
+// The nothrow frame, `oxalloc_cxx_new_nothrow(size, align, kind)`: calls the loop inside a
+// catch-all (see the module's documentation). Its CIE names the personality trampoline directly
+// (encoding 0x1b, DW_EH_PE_pcrel | DW_EH_PE_sdata4: a local function, so no indirect cell and no
+// dynamic relocation) and its FDE the LSDA (0x1b too). At the landing pad the unwinder has
+// restored the frame as it was at the call (rsp 16-byte aligned, CFA at rsp + 16) and put the
+// `_Unwind_Exception *` in rax (and the handler switch value, 1, in rdx).
+//
+// The LSDA (`.gcc_except_table`), field by field, as the personality routines parse it:
+//   LPStart encoding 0xff (omitted: landing pads are offsets from the function's start);
+//   TType encoding 0x03 (DW_EH_PE_udata4), then the uleb128 offset from the end of that field
+//     to the end of the type table;
+//   call-site encoding 0x01 (DW_EH_PE_uleb128), then the uleb128 length of the call-site table;
+//   one call site: start and length of the `call` (offsets from the function's start), landing
+//     pad offset, action 1 (the first action record, counted from 1; 0 would mean none);
+//   the action record: type filter 1 (sleb128: the first type-table entry, counting back from the
+//     table's end), next record 0 (none);
+//   the type table: entry 1, a 4-byte 0: a null type, which catches everything.
+//
+// The personality trampoline, `oxalloc_cxx_personality(version, actions, class, exception,
+// context)`: a tail jump to [`CATCH`]'s personality, arguments untouched; 8
+// (`_URC_CONTINUE_UNWIND`) when there is none.
 core::arch::global_asm!(
     ".pushsection .text.oxalloc_cxx_new,\"ax\",@progbits",
     ".p2align 4",
@@ -173,7 +269,8 @@ core::arch::global_asm!(
     "call {on_failure}@PLT",
     "test rax, rax",
     "jz 3f",
-    // The handler, or the thrower: an exception unwinds from here to the caller.
+    // The handler, or the thrower: an exception unwinds from here to the caller (or, for the
+    // nothrow variants, to the nothrow frame).
     "call rax",
     "jmp 2b",
     "3:",
@@ -186,17 +283,83 @@ core::arch::global_asm!(
     "ret",
     ".cfi_endproc",
     ".size oxalloc_cxx_new_loop, .-oxalloc_cxx_new_loop",
-    new_stub!("_Znwm", "xor esi, esi", 0),
-    new_stub!("_Znam", "xor esi, esi", 0),
-    new_stub!("_ZnwmRKSt9nothrow_t", "xor esi, esi", 1),
-    new_stub!("_ZnamRKSt9nothrow_t", "xor esi, esi", 1),
-    new_stub!("_ZnwmSt11align_val_t", "", 2),
-    new_stub!("_ZnamSt11align_val_t", "", 2),
-    new_stub!("_ZnwmSt11align_val_tRKSt9nothrow_t", "", 3),
-    new_stub!("_ZnamSt11align_val_tRKSt9nothrow_t", "", 3),
+    //
+    ".p2align 4",
+    ".type oxalloc_cxx_new_nothrow,@function",
+    "oxalloc_cxx_new_nothrow:",
+    ".cfi_startproc",
+    ".cfi_personality 0x1b, oxalloc_cxx_personality",
+    ".cfi_lsda 0x1b, .Loxalloc_cxx_lsda",
+    "push rax",
+    ".cfi_def_cfa_offset 16",
+    ".Loxalloc_cxx_try:",
+    "call oxalloc_cxx_new_loop",
+    ".Loxalloc_cxx_try_end:",
+    "pop rcx",
+    ".cfi_def_cfa_offset 8",
+    "ret",
+    ".Loxalloc_cxx_catch:",
+    ".cfi_def_cfa_offset 16",
+    "mov rdi, rax",
+    "mov rax, qword ptr [rip + {catch}@GOTPCREL]",
+    "call qword ptr [rax + 8]",
+    "mov rax, qword ptr [rip + {catch}@GOTPCREL]",
+    "call qword ptr [rax + 16]",
+    "xor eax, eax",
+    "pop rcx",
+    ".cfi_def_cfa_offset 8",
+    "ret",
+    ".cfi_endproc",
+    ".size oxalloc_cxx_new_nothrow, .-oxalloc_cxx_new_nothrow",
+    //
+    ".p2align 4",
+    ".type oxalloc_cxx_personality,@function",
+    "oxalloc_cxx_personality:",
+    ".cfi_startproc",
+    "mov rax, qword ptr [rip + {catch}@GOTPCREL]",
+    "mov rax, qword ptr [rax]",
+    "test rax, rax",
+    "jz 4f",
+    "jmp rax",
+    "4:",
+    "mov eax, 8",
+    "ret",
+    ".cfi_endproc",
+    ".size oxalloc_cxx_personality, .-oxalloc_cxx_personality",
+    //
+    new_stub!("_Znwm", "xor esi, esi", 0, "oxalloc_cxx_new_loop"),
+    new_stub!("_Znam", "xor esi, esi", 0, "oxalloc_cxx_new_loop"),
+    new_stub!("_ZnwmRKSt9nothrow_t", "xor esi, esi", 1, "oxalloc_cxx_new_nothrow"),
+    new_stub!("_ZnamRKSt9nothrow_t", "xor esi, esi", 1, "oxalloc_cxx_new_nothrow"),
+    new_stub!("_ZnwmSt11align_val_t", "", 2, "oxalloc_cxx_new_loop"),
+    new_stub!("_ZnamSt11align_val_t", "", 2, "oxalloc_cxx_new_loop"),
+    new_stub!("_ZnwmSt11align_val_tRKSt9nothrow_t", "", 3, "oxalloc_cxx_new_nothrow"),
+    new_stub!("_ZnamSt11align_val_tRKSt9nothrow_t", "", 3, "oxalloc_cxx_new_nothrow"),
+    ".popsection",
+    //
+    ".pushsection .gcc_except_table.oxalloc_cxx_new,\"a\",@progbits",
+    ".p2align 2",
+    ".Loxalloc_cxx_lsda:",
+    ".byte 0xff",
+    ".byte 0x03",
+    ".uleb128 .Loxalloc_cxx_types - .Loxalloc_cxx_types_offset",
+    ".Loxalloc_cxx_types_offset:",
+    ".byte 0x01",
+    ".uleb128 .Loxalloc_cxx_sites_end - .Loxalloc_cxx_sites",
+    ".Loxalloc_cxx_sites:",
+    ".uleb128 .Loxalloc_cxx_try - oxalloc_cxx_new_nothrow",
+    ".uleb128 .Loxalloc_cxx_try_end - .Loxalloc_cxx_try",
+    ".uleb128 .Loxalloc_cxx_catch - oxalloc_cxx_new_nothrow",
+    ".uleb128 1",
+    ".Loxalloc_cxx_sites_end:",
+    ".sleb128 1",
+    ".sleb128 0",
+    ".long 0",
+    ".Loxalloc_cxx_types:",
     ".popsection",
     try_new = sym try_new,
     on_failure = sym on_failure,
+    catch = sym CATCH,
 );
 
 /// `operator delete(void *)`, `operator delete[](void *)`: `free`.

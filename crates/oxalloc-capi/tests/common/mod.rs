@@ -97,11 +97,55 @@ pub fn compile(source: &str, link: bool) -> PathBuf {
 
 /// [`compile`] for a source in another directory of tests/ (`dir`).
 pub fn compile_in(dir: &str, source: &str, link: bool) -> PathBuf {
+    build(dir, source, link, false)
+}
+
+/// [`compile_in`] for a C++ source built with clang++ against LLVM's libc++
+/// (`-stdlib=libc++`, Debian's clang, libc++-dev and libc++abi-dev); the program is named
+/// `<stem>-libcxx`. See [`have_libcxx`].
+pub fn compile_libcxx(dir: &str, source: &str, link: bool) -> PathBuf {
+    build(dir, source, link, true)
+}
+
+/// Whether clang++ builds and runs a program with libc++; false (after a message) when it does
+/// not and `CI_REQUIRE_LIBCXX` is unset (`.ci/tests.sh` sets it, having installed them), else a
+/// failure.
+pub fn have_libcxx() -> bool {
+    let dir = out_dir();
+    let src = dir.join(format!("libcxx-probe-{}.cpp", std::process::id()));
+    let exe = src.with_extension("");
+    std::fs::write(&src, "#include <new>\n#include <string>\nint main() { return std::string(\"ok\").size() != 2; }\n").unwrap();
+    let ok = Command::new("clang++")
+        .arg("-stdlib=libc++")
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Command::new(&exe).status().is_ok_and(|s| s.success());
+    let _ = std::fs::remove_file(&src);
+    let _ = std::fs::remove_file(&exe);
+    if !ok {
+        assert!(
+            std::env::var_os("CI_REQUIRE_LIBCXX").is_none(),
+            "clang++ with libc++ is required (CI_REQUIRE_LIBCXX is set) but does not build and run a program"
+        );
+        eprintln!("SKIPPED: clang++ -stdlib=libc++ does not work (apt-get install clang libc++-dev libc++abi-dev)");
+    }
+    ok
+}
+
+fn build(dir: &str, source: &str, link: bool, libcxx: bool) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(dir)
         .join(source);
-    let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
+    let file_stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
+    let stem = if libcxx {
+        format!("{file_stem}-libcxx")
+    } else {
+        file_stem.to_string()
+    };
     let out = out_dir().join(if link {
         format!("{stem}-linked")
     } else {
@@ -113,7 +157,19 @@ pub fn compile_in(dir: &str, source: &str, link: bool) -> PathBuf {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = out.with_extension(format!("tmp{}-{n}", std::process::id()));
     let cxx = source.ends_with(".cpp");
-    let mut cmd = Command::new(if cxx { "c++" } else { "cc" });
+    let mut cmd = Command::new(match (cxx, libcxx) {
+        (true, true) => "clang++",
+        (true, false) => "c++",
+        (false, _) => "cc",
+    });
+    if libcxx {
+        // clang knows not some of gcc's warnings, and warns about the tests' bad alignment.
+        cmd.args([
+            "-stdlib=libc++",
+            "-Wno-unknown-warning-option",
+            "-Wno-non-power-of-two-alignment",
+        ]);
+    }
     cmd.arg(if cxx { "-std=c++17" } else { "-std=gnu11" })
         .args(["-O1", "-g", "-Wall", "-pthread"])
         // The tests pass impossible sizes and use freed pointers on purpose.
