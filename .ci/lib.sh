@@ -63,18 +63,32 @@ ensure_target() {
 # The cargo target directory the scripts build in (CARGO_TARGET_DIR if set, else target/).
 target_dir() { echo "${CARGO_TARGET_DIR:-$PWD/target}"; }
 
-# Installs, with apt-get, the programs the tests run (C and C++ compilers, binutils, git,
-# python3, sqlite3, pkg-config, valgrind) when one is missing.
+# Whether clang++ builds and runs a program against LLVM's libc++ (the C++ operator tests,
+# crates/oxalloc-capi/tests/cxx.rs, build operators.cpp with it too).
+libcxx_works() {
+    local d rc=0
+    command -v clang++ >/dev/null 2>&1 || return 1
+    d=$(mktemp -d)
+    printf '#include <new>\n#include <string>\nint main() { return std::string("ok").size() != 2; }\n' > "$d/p.cpp"
+    { clang++ -stdlib=libc++ "$d/p.cpp" -o "$d/p" && "$d/p"; } >/dev/null 2>&1 || rc=1
+    rm -rf "$d"
+    return $rc
+}
+
+# Installs, with apt-get, the programs the tests run (C and C++ compilers, clang with libc++,
+# binutils, git, python3, sqlite3, pkg-config, valgrind) when one is missing.
 ensure_test_tools() {
     local need=() tool
     # chromium: the HTML report's screenshot test (crates/oxalloc-cli/tests/report.rs, a few seconds).
     for tool in cc:gcc c++:g++ nm:binutils readelf:binutils git:git python3:python3 sqlite3:sqlite3 pkg-config:pkg-config valgrind:valgrind chromium:chromium; do
         command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
     done
+    libcxx_works || need+=(clang libc++-dev libc++abi-dev)
     if [ ${#need[@]} -gt 0 ]; then
         say "installing ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq || fail "apt-get update failed"
         apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || fail "could not install ${need[*]} with apt-get"
     fi
+    libcxx_works || fail "clang++ -stdlib=libc++ does not build and run a program (clang, libc++-dev, libc++abi-dev installed)"
 }

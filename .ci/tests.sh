@@ -6,8 +6,10 @@
 source "$(dirname "$0")/lib.sh"
 ensure_test_tools
 target=$(target_dir)
-# The valgrind tests skip when valgrind is missing; here it was installed, so they must run.
+# The valgrind tests skip when valgrind is missing, and the libc++ tests of the C++ operators
+# when clang++ with libc++ is; here they were installed, so they must run.
 export CI_REQUIRE_VALGRIND=1
+export CI_REQUIRE_LIBCXX=1
 
 say "the README's test command"
 cargo build --workspace || fail "cargo build --workspace"

@@ -30,10 +30,12 @@
 //! in that frame (the two calls of the landing pad) is outside the call-site table, so the
 //! personality calls `std::terminate`, as for a `noexcept` function. The personality is a
 //! trampoline of ours, `oxalloc_cxx_personality`, that jumps to the runtime's
-//! `__gxx_personality_v0` (libstdc++'s or libc++abi's) as [`on_failure`] found it before calling
+//! `__gxx_personality_v0` (libstdc++'s or libc++abi's) as `on_failure` found it before calling
 //! the handler, the only call that can throw into the frame; when none was found it answers
 //! `_URC_CONTINUE_UNWIND` (a forced unwind from inside `malloc`, say). So liboxalloc has no
-//! reference to a C++ symbol, weak or not, and loads in a C program as before.
+//! reference to a C++ symbol, weak or not, and loads in a C program as before. As with
+//! libstdc++'s own nothrow `new` (the same `catch (...)`), a forced unwind (thread cancellation)
+//! from inside the handler is caught too, and glibc then aborts ("exception not rethrown").
 //!
 //! **The C++ runtime** is looked up with `dlsym(RTLD_DEFAULT)` on the failure path only, since a
 //! C program loads none. Both libstdc++ and LLVM's libc++ (with libc++abi) export
