@@ -171,6 +171,21 @@ static void handlers() {
     // And afterwards exceptions still work: a throwing new still throws through.
     check("after that, new still throws bad_alloc", throws_bad_alloc_plain());
 
+    // The same from 4 threads at once (the handler is the process's).
+    std::set_new_handler(throw_bad_alloc);
+    std::atomic<int> nulls{0};
+    {
+        std::vector<std::thread> ts;
+        for (int t = 0; t < 4; t++)
+            ts.emplace_back([&nulls] {
+                for (int i = 0; i < 200; i++)
+                    nulls += ::operator new[](huge(), std::align_val_t(16 << (i % 4)), std::nothrow) == nullptr;
+            });
+        for (auto &t : ts) t.join();
+    }
+    std::set_new_handler(nullptr);
+    check("nothrow new with a throwing new_handler on 4 threads at once", nulls == 800 && live_customs == 0);
+
     // A handler that frees a reserve and returns: nothrow new retries and succeeds.
     bool all = true;
     for (int variant = 0; variant < 4; variant++) {
