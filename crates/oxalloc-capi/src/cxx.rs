@@ -39,13 +39,15 @@
 //!
 //! **The C++ runtime** is looked up with `dlsym(RTLD_DEFAULT)` on the failure path only, since a
 //! C program loads none. Both libstdc++ and LLVM's libc++ (with libc++abi) export
-//! `std::get_new_handler()` and `std::__throw_bad_alloc()` under the same mangled names
-//! (`_ZSt15get_new_handlerv`, `_ZSt17__throw_bad_allocv`: libc++ keeps them outside its `__1`
-//! namespace for that), so the lookup finds the definition the program's own calls bind to, of
-//! whichever runtime the program uses (the first in the global scope when a process has both);
-//! libc++'s `std::__1::` names are tried after them, for a libc++ built to version them. A
-//! failed throwing `new` without a C++ runtime aborts with a one-line message; a nothrow one
-//! returns NULL.
+//! `std::get_new_handler()` and `std::__throw_bad_alloc()` under the same mangled names,
+//! `_ZSt15get_new_handlerv` and `_ZSt17__throw_bad_allocv`: libc++ declares them "purposefully
+//! not versioned", outside its `std::__1` namespace (`get_new_handler` in libc++abi,
+//! `__throw_bad_alloc` in libc++; `nm -D` of Debian's libc++.so.1 and libc++abi.so.1 shows
+//! them). So the lookup finds the definitions that the program's own calls (its
+//! `std::set_new_handler`) bind to, of whichever runtime the program uses (the first in the
+//! global scope when a process has both); `__gxx_personality_v0`, `__cxa_begin_catch` and
+//! `__cxa_end_catch` are found the same way. A failed throwing `new` without a C++ runtime
+//! aborts with a one-line message; a nothrow one returns NULL.
 
 use crate::c_api;
 use core::ffi::{c_void, CStr};
@@ -137,8 +139,7 @@ extern "C" fn on_failure(align: usize, kind: usize) -> Option<Handler> {
 /// `std::get_new_handler()`, or `None` when none is installed (or, for a nothrow `new`, when
 /// there is no C++ runtime to ask; a throwing one aborts then).
 fn new_handler(nothrow: bool) -> Option<Handler> {
-    let get = symbol(c"_ZSt15get_new_handlerv").or_else(|| symbol(c"_ZNSt3__115get_new_handlerEv"));
-    let get = match get {
+    let get = match symbol(c"_ZSt15get_new_handlerv") {
         Some(get) => get,
         None if nothrow => return None,
         None => no_runtime(),
@@ -154,9 +155,9 @@ fn new_handler(nothrow: bool) -> Option<Handler> {
 
 /// `std::__throw_bad_alloc()`, the runtime's function that throws `std::bad_alloc`.
 fn throw_bad_alloc() -> Handler {
-    let throw = symbol(c"_ZSt17__throw_bad_allocv")
-        .or_else(|| symbol(c"_ZNSt3__117__throw_bad_allocEv"))
-        .unwrap_or_else(|| no_runtime());
+    let Some(throw) = symbol(c"_ZSt17__throw_bad_allocv") else {
+        no_runtime()
+    };
     // SAFETY: `std::__throw_bad_alloc` takes nothing (and returns never).
     unsafe { core::mem::transmute::<*mut c_void, Handler>(throw) }
 }
