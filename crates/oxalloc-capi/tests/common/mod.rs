@@ -111,6 +111,21 @@ pub fn compile_libcxx(dir: &str, source: &str, link: bool) -> PathBuf {
 /// not and `CI_REQUIRE_LIBCXX` is unset (`.ci/tests.sh` sets it, having installed them), else a
 /// failure.
 pub fn have_libcxx() -> bool {
+    // Probed once per test process (the tests run in parallel and would share the probe's file).
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *WORKS.get_or_init(libcxx_works);
+    if !ok {
+        assert!(
+            std::env::var_os("CI_REQUIRE_LIBCXX").is_none(),
+            "clang++ with libc++ is required (CI_REQUIRE_LIBCXX is set) but does not build and run a program"
+        );
+        eprintln!("SKIPPED: clang++ -stdlib=libc++ does not work (apt-get install clang libc++-dev libc++abi-dev)");
+    }
+    ok
+}
+
+/// Whether clang++ builds and runs a small program with libc++.
+fn libcxx_works() -> bool {
     let dir = out_dir();
     let src = dir.join(format!("libcxx-probe-{}.cpp", std::process::id()));
     let exe = src.with_extension("");
@@ -125,13 +140,6 @@ pub fn have_libcxx() -> bool {
         && Command::new(&exe).status().is_ok_and(|s| s.success());
     let _ = std::fs::remove_file(&src);
     let _ = std::fs::remove_file(&exe);
-    if !ok {
-        assert!(
-            std::env::var_os("CI_REQUIRE_LIBCXX").is_none(),
-            "clang++ with libc++ is required (CI_REQUIRE_LIBCXX is set) but does not build and run a program"
-        );
-        eprintln!("SKIPPED: clang++ -stdlib=libc++ does not work (apt-get install clang libc++-dev libc++abi-dev)");
-    }
     ok
 }
 
