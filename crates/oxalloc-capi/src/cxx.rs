@@ -77,10 +77,11 @@ type Handler = unsafe extern "C" fn();
 
 /// The C++ runtime's functions that the nothrow frame's personality trampoline and landing pad
 /// call (read by the assembly at these offsets: 0, 8, 16), stored by [`on_failure`] before it
-/// hands a nothrow `new` a handler to call. `personality` is null until all three were found,
-/// and is stored last (`Release`; the trampoline's plain load is an `Acquire` on x86-64). Once
-/// set they are only ever overwritten with the same runtime's functions, or another loaded
-/// runtime's, each of which can catch any exception (a catch-all catches foreign ones).
+/// hands a nothrow `new` a handler to call, on the thread that then calls the handler, which is
+/// where the personality and the landing pad run. `personality` is null until all three were
+/// found, and is stored last. Once set they keep their values in practice: another thread stores
+/// the same (`dlsym(RTLD_DEFAULT)` keeps finding the first definition in the global scope, and a
+/// library loaded later comes after it).
 #[repr(C)]
 struct Catch {
     /// `__gxx_personality_v0`.
