@@ -7,6 +7,8 @@
 //! The libc++ tests are skipped, saying so, when clang++ cannot build with libc++ (unless
 //! `CI_REQUIRE_LIBCXX` is set, as `.ci/tests.sh` does, which installs them).
 //!
+//! The g++ build also runs in a process that has libc++ and libc++abi ahead of libstdc++.
+//!
 //! And a C program (tests/cxx/no_cxx.c), with no C++ runtime in the process, loads and runs
 //! with the library, preloaded and linked, and the library needs no C++ library or symbol.
 
@@ -85,6 +87,35 @@ fn cxx_operators_libcxx_linked() {
     );
     let out = Command::new(&bin).output().unwrap();
     expect_output("operators.cpp with libc++, linked", &out);
+}
+
+/// A g++ program in a process with both runtimes, LLVM's first in the global scope: where both
+/// define a name (`std::set_new_handler`, `std::get_new_handler`), the program's calls and the
+/// operators' lookups (src/cxx.rs) find the same definition, the first.
+#[test]
+fn cxx_operators_both_runtimes() {
+    if !have_libcxx() {
+        return;
+    }
+    for link in [false, true] {
+        let bin = compile_both_runtimes("cxx", "operators.cpp", link);
+        let libs = runtimes(&bin);
+        let (llvm, gnu) = (libs.find("libc++abi.so"), libs.find("libstdc++"));
+        assert!(
+            llvm.zip(gnu).is_some_and(|(l, g)| l < g),
+            "{} should load libc++abi before libstdc++, loads: {libs}",
+            bin.display()
+        );
+        let out = if link {
+            Command::new(&bin).output().unwrap()
+        } else {
+            run_preloaded(&bin, &[], &[])
+        };
+        expect_output(
+            &format!("operators.cpp with both runtimes, linked {link}"),
+            &out,
+        );
+    }
 }
 
 #[test]

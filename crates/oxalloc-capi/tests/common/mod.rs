@@ -97,14 +97,32 @@ pub fn compile(source: &str, link: bool) -> PathBuf {
 
 /// [`compile`] for a source in another directory of tests/ (`dir`).
 pub fn compile_in(dir: &str, source: &str, link: bool) -> PathBuf {
-    build(dir, source, link, false)
+    build(dir, source, link, Runtime::Default)
 }
 
 /// [`compile_in`] for a C++ source built with clang++ against LLVM's libc++
 /// (`-stdlib=libc++`, Debian's clang, libc++-dev and libc++abi-dev); the program is named
 /// `<stem>-libcxx`. See [`have_libcxx`].
 pub fn compile_libcxx(dir: &str, source: &str, link: bool) -> PathBuf {
-    build(dir, source, link, true)
+    build(dir, source, link, Runtime::Libcxx)
+}
+
+/// [`compile_in`] for a C++ source built with g++ (libstdc++'s headers) and linked with libc++
+/// and libc++abi too, ahead of libstdc++, so that the process has both runtimes and the one
+/// found first is LLVM's; the program is named `<stem>-both`.
+pub fn compile_both_runtimes(dir: &str, source: &str, link: bool) -> PathBuf {
+    build(dir, source, link, Runtime::Both)
+}
+
+/// The C++ runtime [`build`] compiles and links with.
+#[derive(Clone, Copy, PartialEq)]
+enum Runtime {
+    /// cc or c++ (g++, libstdc++).
+    Default,
+    /// clang++ -stdlib=libc++.
+    Libcxx,
+    /// g++, with libc++ and libc++abi loaded before libstdc++.
+    Both,
 }
 
 /// Whether clang++ builds and runs a program with libc++; false (after a message) when it does
@@ -143,16 +161,17 @@ fn libcxx_works() -> bool {
     ok
 }
 
-fn build(dir: &str, source: &str, link: bool, libcxx: bool) -> PathBuf {
+fn build(dir: &str, source: &str, link: bool, runtime: Runtime) -> PathBuf {
+    let libcxx = runtime == Runtime::Libcxx;
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(dir)
         .join(source);
     let file_stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
-    let stem = if libcxx {
-        format!("{file_stem}-libcxx")
-    } else {
-        file_stem.to_string()
+    let stem = match runtime {
+        Runtime::Default => file_stem.to_string(),
+        Runtime::Libcxx => format!("{file_stem}-libcxx"),
+        Runtime::Both => format!("{file_stem}-both"),
     };
     let out = out_dir().join(if link {
         format!("{stem}-linked")
@@ -198,6 +217,10 @@ fn build(dir: &str, source: &str, link: bool, libcxx: bool) -> PathBuf {
     } else {
         // The prefixed API is looked up in the preloaded library at run time.
         cmd.arg("-DOX_DYNAMIC");
+    }
+    if runtime == Runtime::Both {
+        // Before g++'s own -lstdc++, kept although the program calls neither directly.
+        cmd.args(["-Wl,--no-as-needed", "-lc++", "-lc++abi", "-Wl,--as-needed"]);
     }
     cmd.arg("-ldl");
     let st = cmd
