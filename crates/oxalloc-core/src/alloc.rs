@@ -53,7 +53,7 @@ pub unsafe fn malloc_fast<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
         // non-null `free` means the page is ours to pop from.
         unsafe {
             let page = (*heap).pages.direct[size.div_ceil(ALIGN)];
-            if !(*page).free.is_null() {
+            if !(*page).free.get().is_null() {
                 return pop(heap, page);
             }
         }
@@ -92,7 +92,7 @@ unsafe fn malloc_refill<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
             let page = (*heap).pages.queues[bin_of(size)].first();
             if !page.is_null() {
                 refill(heap, page);
-                if !(*page).free.is_null() {
+                if !(*page).free.get().is_null() {
                     return pop(heap, page);
                 }
             }
@@ -178,13 +178,13 @@ unsafe fn malloc_sampled<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
             return b;
         }
         let page = Segment::page_of(Segment::of(b), b);
-        debug_assert!((*page).bin as usize == bin_of(size));
-        if (*page).free_zeroed {
+        debug_assert!((*page).bin.get() as usize == bin_of(size));
+        if (*page).free_zeroed.get() {
             // `malloc_zeroed` trusts the page's flag, which speaks for its current `free` list.
-            ptr::write_bytes(b, 0, (*page).block_size);
+            ptr::write_bytes(b, 0, (*page).block_size.get());
         }
         (*page).note_sample(b as usize);
-        record_sample(heap, b, size, (*page).block_size);
+        record_sample(heap, b, size, (*page).block_size.get());
         b
     }
 }
@@ -221,7 +221,7 @@ unsafe fn sample_huge<S: Os>(heap: *mut Heap<S>, rate: usize, p: *mut u8, size: 
     // SAFETY: `p` is a live huge block just allocated by this thread, so its page is ours.
     unsafe {
         let page = ptr::addr_of_mut!((*Segment::of(p)).pages[0]);
-        let block_size = (*page).block_size;
+        let block_size = (*page).block_size.get();
         if (*heap).sampler.charge_block(rate, block_size) {
             let start = (*page).block_start(p as usize);
             (*page).note_sample(start as usize);
@@ -332,9 +332,9 @@ unsafe fn malloc_secure<S: Os>(
 #[inline]
 fn sealed_len(page: &Page, huge: bool) -> usize {
     if huge {
-        page.requested
+        page.requested.get()
     } else {
-        page.block_size
+        page.block_size.get()
     }
 }
 
@@ -397,7 +397,7 @@ pub unsafe fn malloc_zeroed<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
         // blocks needs no memset: the page says so about its current `free` list.
         unsafe {
             let page = Segment::page_of(Segment::of(p), p);
-            if !(*page).free_zeroed {
+            if !(*page).free_zeroed.get() {
                 ptr::write_bytes(p, 0, size);
             } else if size != 0 {
                 // The block never held data, but it held its free-list link.
@@ -536,7 +536,7 @@ pub unsafe fn realloc<S: Os>(heap: *mut Heap<S>, p: *mut u8, new_size: usize) ->
                     let old = old - (q as usize - new);
                     arena
                         .profile
-                        .moved(&arena.os, old, new, new_size, (*page).block_size);
+                        .moved(&arena.os, old, new, new_size, (*page).block_size.get());
                 }
                 return q;
             }
@@ -590,19 +590,19 @@ pub unsafe fn usable_size<S: Os>(arena: &Arena<S>, p: *const u8) -> usize {
         let page = &*Segment::page_of(seg, p);
         let huge_block = (*seg).kind == SegmentKind::Huge;
         if huge_block {
-            if !page.assigned || !page.contains(p as usize) {
+            if !page.assigned.get() || !page.contains(p as usize) {
                 arena
                     .os
                     .fatal("malloc_usable_size(): invalid pointer", p as usize);
             }
-        } else if !page.assigned || !page.contains(p as usize) || !page.is_live(p as usize) {
+        } else if !page.assigned.get() || !page.contains(p as usize) || !page.is_live(p as usize) {
             arena.os.fatal(
                 "malloc_usable_size(): invalid pointer (not a live block)",
                 p as usize,
             );
         }
         let block = if huge_block {
-            page.start as usize
+            page.start.get() as usize
         } else {
             page.block_of(p as usize) as usize
         };
@@ -611,7 +611,7 @@ pub unsafe fn usable_size<S: Os>(arena: &Arena<S>, p: *const u8) -> usize {
             return block + secure::sealed_end(block as *const u8, sealed_len(page, huge_block))
                 - p as usize;
         }
-        block + page.block_size - p as usize
+        block + page.block_size.get() - p as usize
     }
 }
 
@@ -659,6 +659,11 @@ pub unsafe fn sole_block_page(p: *const u8) -> Option<(*mut u8, usize)> {
             return None;
         }
         let page = &*Segment::page_of(seg, p);
-        (page.used == 1).then(|| (page.start, page.reserved as usize * page.block_size))
+        (page.used.get() == 1).then(|| {
+            (
+                page.start.get(),
+                page.reserved.get() as usize * page.block_size.get(),
+            )
+        })
     }
 }

@@ -383,9 +383,8 @@ impl<S: Os + 'static> Arena<S> {
         // SAFETY: the caller owns the segment, so its plain fields are ours; other threads
         // only read its pages' atomics, and the slots are free, inside the segment's mapping.
         unsafe {
-            debug_assert!(
-                (0..(*seg).page_count).all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned)
-            );
+            debug_assert!((0..(*seg).page_count)
+                .all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned.get()));
             Segment::slot_runs(seg, mask, |start, len| {
                 zeroed &= self.os.purge(NonNull::new_unchecked(start as *mut u8), len);
                 purged += len;
@@ -471,7 +470,7 @@ impl<S: Os + 'static> Arena<S> {
                 let pages = &*ptr::addr_of!((*seg).pages);
                 pages[..(*seg).page_count]
                     .iter()
-                    .any(|p| p.assigned && !p.thread_free.is_empty())
+                    .any(|p| p.assigned.get() && !p.thread_free.is_empty())
             };
             if freed {
                 self.abandoned_now.fetch_sub(1, Ordering::Relaxed);

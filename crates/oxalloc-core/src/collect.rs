@@ -37,7 +37,9 @@ pub unsafe fn collect<S: Os>(heap: Option<*mut Heap<S>>, arena: &Arena<S>) -> us
                     if (*page).all_free() {
                         (*heap).pages.remove(page);
                         release_page(heap, page);
-                    } else if (*page).flags() & FLAG_IN_FULL != 0 && !(*page).local_free.is_null() {
+                    } else if (*page).flags() & FLAG_IN_FULL != 0
+                        && !(*page).local_free.get().is_null()
+                    {
                         unfull(heap, page);
                     }
                     page = next;

@@ -134,8 +134,8 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
 unsafe fn forget_samples<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: per the contract; block starts are computed, not read.
     unsafe {
-        let (start, size) = ((*page).start as usize, (*page).block_size);
-        for b in 0..(*page).capacity as usize {
+        let (start, size) = ((*page).start.get() as usize, (*page).block_size.get());
+        for b in 0..(*page).capacity.get() as usize {
             (*heap).arena.profile.release(start + b * size);
         }
     }
@@ -204,7 +204,7 @@ unsafe fn free_huge<S: Os>(heap: *mut Heap<S>) {
             unsafe {
                 let page = &(*seg).pages[0];
                 if page.flags() & FLAG_SAMPLED != 0 {
-                    arena.profile.release(page.start as usize);
+                    arena.profile.release(page.start.get() as usize);
                 }
                 huge_release(arena, seg);
             }

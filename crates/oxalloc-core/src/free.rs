@@ -52,7 +52,7 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
             }
             word.store(w & (!1usize).rotate_left(index), Ordering::Relaxed);
             (*page).push_local(p as *mut Block);
-            if (*page).used == 0 {
+            if (*page).used.get() == 0 {
                 return retire_owned::<S>(page);
             }
             return;
@@ -109,11 +109,13 @@ fn free_invalid<S: Os>(p: *mut u8, arena: &Arena<S>) {
 #[cold]
 #[inline(never)]
 fn not_live<S: Os>(arena: &Arena<S>, page: &Page, p: *mut u8) -> ! {
-    let what = if !page.assigned || !page.contains(p as usize) {
+    let what = if !page.assigned.get() || !page.contains(p as usize) {
         "free(): invalid pointer (not a live block)"
     } else if page.block_start(p as usize) as *mut u8 != p {
         "free(): invalid pointer (inside a block)"
-    } else if (p as usize - page.start as usize) / page.block_size >= page.capacity as usize {
+    } else if (p as usize - page.start.get() as usize) / page.block_size.get()
+        >= page.capacity.get() as usize
+    {
         "free(): invalid pointer (never allocated)"
     } else {
         "free(): double free detected"
@@ -162,20 +164,20 @@ unsafe fn free_checked<S: Os>(
         if (*seg).kind == SegmentKind::Huge {
             let pg = &*page;
             let live = (*seg).thread_id.load(Ordering::Acquire) == owner::HUGE_LIVE;
-            if secure::is_secure(pg) && p == pg.start && live {
-                check_seal(arena, pg, p, pg.requested, false);
+            if secure::is_secure(pg) && p == pg.start.get() && live {
+                check_seal(arena, pg, p, pg.requested.get(), false);
             }
             return huge_free(arena, seg, p);
         }
         let pg = &*page;
-        if !pg.assigned || !pg.contains(p as usize) || !pg.is_live(p as usize) {
+        if !pg.assigned.get() || !pg.contains(p as usize) || !pg.is_live(p as usize) {
             not_live(arena, pg, p);
         }
         let block = pg.block_of(p as usize);
         let owner = (*seg).thread_id.load(Ordering::Relaxed) == tid;
         if secure::is_secure(pg) {
-            check_seal(arena, pg, block.cast(), pg.block_size, !owner);
-            secure::fill(block.cast(), pg.block_size, pg.secure_level());
+            check_seal(arena, pg, block.cast(), pg.block_size.get(), !owner);
+            secure::fill(block.cast(), pg.block_size.get(), pg.secure_level());
         }
         if owner {
             pg.clear_live(p as usize);
@@ -261,8 +263,12 @@ pub unsafe fn check_quarantine<S: Os>(heap: *mut Heap<S>) {
         let q = &(*heap).quarantine;
         for old in q.pointers() {
             let page = Segment::page_of(Segment::of(old as *const u8), old as *const u8);
-            if secure::check_fill(old as *const u8, (*page).block_size, (*page).secure_level())
-                .is_err()
+            if secure::check_fill(
+                old as *const u8,
+                (*page).block_size.get(),
+                (*page).secure_level(),
+            )
+            .is_err()
             {
                 (*heap).arena.os.fatal(
                     "free(): write after free detected (a block in quarantine was written)",
@@ -282,7 +288,12 @@ unsafe fn release_quarantined<S: Os>(heap: *mut Heap<S>, old: usize) {
     // SAFETY: per the contract.
     unsafe {
         let page = Segment::page_of(Segment::of(old as *const u8), old as *const u8);
-        if secure::check_fill(old as *const u8, (*page).block_size, (*page).secure_level()).is_err()
+        if secure::check_fill(
+            old as *const u8,
+            (*page).block_size.get(),
+            (*page).secure_level(),
+        )
+        .is_err()
         {
             (*heap).arena.os.fatal(
                 "free(): write after free detected (a block in quarantine was written)",
@@ -307,7 +318,7 @@ unsafe fn free_sampled<S: Os>(
     // SAFETY: `page` is a page slot of the registered segment `seg`; only its owner writes it.
     unsafe {
         let pg = &*page;
-        let block = if pg.assigned && pg.contains(p as usize) {
+        let block = if pg.assigned.get() && pg.contains(p as usize) {
             pg.block_start(p as usize) as usize
         } else {
             p as usize
@@ -321,7 +332,7 @@ unsafe fn free_sampled<S: Os>(
         if arena.profile.release(block)
             && !huge
             && (*seg).thread_id.load(Ordering::Relaxed) == tid
-            && !arena.profile.any_in(pg.start as usize, pg.end())
+            && !arena.profile.any_in(pg.start.get() as usize, pg.end())
         {
             (*page).remove_flags(FLAG_SAMPLED);
         }

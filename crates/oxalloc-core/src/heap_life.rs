@@ -119,7 +119,7 @@ pub(crate) unsafe fn return_pending<S: Os>(heap: *mut Heap<S>) {
             (*page).push_local(b.cast());
             (*heap)
                 .counters
-                .add_allocations((*page).bin as usize, 1u64.wrapping_neg());
+                .add_allocations((*page).bin.get() as usize, 1u64.wrapping_neg());
         }
     }
 }

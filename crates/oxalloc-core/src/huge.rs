@@ -66,12 +66,12 @@ pub fn huge_alloc<S: Os>(arena: &Arena<S>, size: usize, align: usize, zero: bool
     let seg = unsafe { Segment::init(at, SegmentKind::Huge, total, zeroed) };
     // SAFETY: the segment is ours; its one page describes the block.
     unsafe {
-        let page = &mut (*seg).pages[0];
+        let page = &*Segment::page(seg, 0);
         let start = at.add(offset);
         page.init(0, total - offset, start, at as usize + total, 0, zeroed);
-        page.capacity = 1;
-        page.used = 1;
-        page.requested = size;
+        page.capacity.set(1);
+        page.used.set(1);
+        page.requested.set(size);
         page.add_flags(FLAG_HUGE);
         page.publish();
         if guard != 0 {
@@ -112,7 +112,7 @@ pub unsafe fn huge_free<S: Os>(arena: &Arena<S>, seg: *mut Segment, p: *mut u8) 
     // SAFETY: per the contract the segment header is valid.
     unsafe {
         let page: &Page = &(*seg).pages[0];
-        if p != page.start {
+        if p != page.start.get() {
             arena
                 .os
                 .fatal("free(): invalid pointer (inside a huge block)", p as usize);
@@ -133,7 +133,7 @@ pub(crate) unsafe fn huge_release<S: Os>(arena: &Arena<S>, seg: *mut Segment) {
     // SAFETY: per the contract the segment is ours to release.
     unsafe {
         debug_assert_eq!((*seg).thread_id.load(Ordering::Relaxed), owner::NONE);
-        let (size, usable) = ((*seg).size, (*seg).pages[0].block_size);
+        let (size, usable) = ((*seg).size, (*seg).pages[0].block_size.get());
         arena.unregister(seg);
         let c = &arena.counters;
         c.huge_frees.fetch_add(1, Ordering::Relaxed);
@@ -185,7 +185,7 @@ pub(crate) unsafe fn claim(seg: *mut Segment) -> bool {
 pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: usize) -> *mut u8 {
     // SAFETY: per the contract the segment header is valid and the block is ours.
     unsafe {
-        let offset = (*seg).pages[0].start as usize - seg as usize;
+        let offset = (*seg).pages[0].start.get() as usize - seg as usize;
         let Some(total) = new_size
             .checked_add(offset)
             .and_then(|t| checked_align_up(t, OS_PAGE))
@@ -207,15 +207,16 @@ pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: us
         let nseg = moved.as_ptr().cast::<Segment>();
         (*nseg).size = total;
         (*nseg).published_size.store(total, Ordering::Relaxed);
-        let page = &mut (*nseg).pages[0];
-        page.start = moved.as_ptr().add(offset);
-        page.block_size = total - offset;
+        let page = &*Segment::page(nseg, 0);
+        page.start.set(moved.as_ptr().add(offset));
+        page.block_size.set(total - offset);
         // The header holds addresses into itself, which moved with it: the slot table (what
         // `Segment::page_of` reads) and the page's live-bitmap bias.
         let live = ptr::addr_of!((*nseg).live) as usize;
-        page.live_bias = live.wrapping_sub(live_word_offset(nseg as usize));
-        let start = page.start;
-        let page = page as *mut Page;
+        page.live_bias
+            .set(live.wrapping_sub(live_word_offset(nseg as usize)));
+        let start = page.start.get();
+        let page = Segment::page(nseg, 0);
         let slots = ptr::addr_of_mut!((*nseg).page_of_slot).cast::<*mut Page>();
         for slot in 0..MAX_PAGES {
             slots.add(slot).write(page);
@@ -244,11 +245,11 @@ pub unsafe fn huge_realloc<S: Os>(
 ) -> *mut u8 {
     // SAFETY: per the contract.
     unsafe {
-        let page = &mut (*seg).pages[0];
-        let p = page.start;
+        let page = &*Segment::page(seg, 0);
+        let p = page.start.get();
         if new_size <= usable {
             // `requested` tells a real shrink from a block that was given slack.
-            if new_size < page.requested / 2 {
+            if new_size < page.requested.get() / 2 {
                 let keep = align_up(p as usize + new_size, OS_PAGE);
                 let end = seg as usize + (*seg).size;
                 if end - keep >= 1 << 20 {
@@ -261,18 +262,18 @@ pub unsafe fn huge_realloc<S: Os>(
                         .fetch_add((end - keep) as u64, Ordering::Relaxed);
                 }
             }
-            page.requested = new_size;
+            page.requested.set(new_size);
             return p;
         }
         // Growing: half as much again as slack, so growth by small steps is O(log n) remaps.
         let target = new_size.max(usable.saturating_add(usable / 2));
         if huge_resize_in_place(arena, seg, target) || huge_resize_in_place(arena, seg, new_size) {
-            (*seg).pages[0].requested = new_size;
+            (*seg).pages[0].requested.set(new_size);
             return p;
         }
         let moved = huge_move(arena, seg, target);
         if !moved.is_null() {
-            (*Segment::of(moved)).pages[0].requested = new_size;
+            (*Segment::of(moved)).pages[0].requested.set(new_size);
         }
         moved
     }
@@ -289,8 +290,8 @@ pub unsafe fn huge_resize_in_place<S: Os>(
 ) -> bool {
     // SAFETY: per the contract the segment header is valid and the block is ours.
     unsafe {
-        let page = &mut (*seg).pages[0];
-        let offset = page.start as usize - seg as usize;
+        let page = &*Segment::page(seg, 0);
+        let offset = page.start.get() as usize - seg as usize;
         let Some(total) = new_size
             .checked_add(offset)
             .and_then(|t| checked_align_up(t, OS_PAGE))
@@ -317,8 +318,8 @@ pub unsafe fn huge_resize_in_place<S: Os>(
             GlobalCounters::gauge_sub(&c.mapped_bytes, (old - total) as u64);
             GlobalCounters::gauge_sub(&c.huge_live_bytes, (old - total) as u64);
         }
-        page.block_size = total - offset;
-        page.reserved = 1;
+        page.block_size.set(total - offset);
+        page.reserved.set(1);
         true
     }
 }

@@ -63,6 +63,14 @@
 //! exit `heap_life::destroy` abandons segments that still hold live blocks, and another heap
 //! reclaims them when it needs a segment (`page_life::reclaim`).
 //!
+//! Pages and segment headers are shared: other threads free into a page (and read its flags
+//! and live bits) and heap walks read it while its owner allocates from it. So no `&mut Page`
+//! or `&mut Segment` is ever made once a segment is set up: every field of a `Page` is a `Cell`
+//! (written by the owner only) or an atomic (read by other threads while the owner writes it),
+//! its methods take `&self`, and a segment header is read and written one field at a time
+//! through its raw pointer (`page`'s "Sharing", `segment`). Miri's data race detector checks
+//! this on the multi-threaded tests (`.ci/miri.sh`).
+//!
 //! The core is generic over [`os::Os`] so it runs on a fixed region in tests and on targets
 //! without an OS; the `oxalloc` crate binds heaps to threads and picks the real source.
 //! `DESIGN.md` at the top of the repository tells the life of a block, a page, a segment and a

@@ -17,8 +17,25 @@
 //!   exactly one bit set per used block: at the block's start, or at the aligned pointer `malloc`
 //!   returned inside it. A block on `thread_free` is still used, so its bit is still set; the
 //!   owner clears it when it collects the block. A free slot's bits are all clear.
-//! - every field but `thread_free` and `heap` is read and written by the owning thread only
-//!   (the page's heap, or the thread holding an abandoned segment it took off the list).
+//! - every field but `thread_free`, `heap`, `flags`, `published` and `sample` (atomics) is
+//!   written by the owning thread only (the page's heap, or the thread holding an abandoned
+//!   segment it took off the list); other threads read only fields that are fixed while they
+//!   may touch the page (see below).
+//!
+//! ## Sharing: no `&mut Page`
+//! Other threads hold `&Page` at any time: a remote free of one of its blocks (it reads the
+//! flags, the live bitmap, the block area and pushes on `thread_free`), and heap walks and
+//! statistics (the published word). In Rust's model a reference's retag reads every byte of
+//! the struct outside an `UnsafeCell`, and a `&mut Page` asserts that nobody else reads any of
+//! it, so the owner never takes `&mut Page` once the segment is set up (page 0 of a huge
+//! segment included), and every field is a `Cell` (owner-mutable words), an atomic (words
+//! other threads read while the owner writes them) or, for the queue links that the intrusive
+//! list writes through raw pointers, an `UnsafeCell`. A `&Page` then covers no byte that a
+//! plain write changes, wherever it was taken. The owner's methods take `&self` and are
+//! `unsafe` where they write (the contract: the caller owns the page); `Page: Sync` by that
+//! protocol. Methods with loops read the fields they need into locals first: a `Cell` read
+//! after a store through a block pointer is a fresh load (LLVM cannot tell the block from the
+//! page's own words, which a `&mut self` used to promise it).
 //!
 //! Free-list links are stored encoded with the page's two random keys (`encode`), so no stored
 //! word gives a key away; `malloc` checks every decoded link before it follows it, so a
@@ -30,6 +47,7 @@ use crate::size_class::{ALIGN, SEGMENT_SHIFT};
 use crate::thread_free::{delayed, ThreadFree};
 use crate::util::list::{Linked, Links};
 use crate::util::sync::{link_read, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 
 /// A free block: its first word links to the next free block (encoded, see [`Page::encode`]).
@@ -76,14 +94,6 @@ pub const fn live_word_offset(p: usize) -> usize {
 /// Rotation of the link encoding.
 const LINK_ROTATION: u32 = 23;
 
-/// [`Page::encode`] with the keys given (loops that hold them in registers).
-#[inline(always)]
-fn encode_link(next: *mut Block, key: usize, key2: usize) -> usize {
-    (next as usize ^ key)
-        .rotate_left(LINK_ROTATION)
-        .wrapping_add(key2)
-}
-
 /// The free-list link is corrupted: `block`'s link decoded to `link`, outside its segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CorruptLink {
@@ -94,15 +104,15 @@ pub struct CorruptLink {
 #[cfg(test)]
 impl Page {
     /// `pop_free` for tests: a corrupted link is `Err` (the list is left as it was).
-    unsafe fn try_pop(&mut self) -> Result<*mut u8, CorruptLink> {
+    unsafe fn try_pop(&self) -> Result<*mut u8, CorruptLink> {
         extern crate std;
-        let head = self.free;
+        let head = self.free.get();
         // SAFETY: per `pop_free`'s contract, which the tests keep.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
             self.pop_free(|bad| std::panic::panic_any(bad))
         }));
         r.map_err(|e| {
-            assert_eq!(self.free, head);
+            assert_eq!(self.free.get(), head);
             *e.downcast::<CorruptLink>().unwrap()
         })
     }
@@ -115,53 +125,60 @@ const EXTEND_BYTES: usize = 16 * 1024;
 /// A page's metadata, stored in its segment's header. Cache-line aligned, so the fields the
 /// fast paths touch (`free`, `used`, `flags`, the keys, `local_free`, `live_bias`) share one
 /// line.
+///
+/// Every field is interior-mutable (see the module's "Sharing"): `Cell`s written by the owner
+/// only, atomics for what other threads read while the owner writes it. Fields marked *fixed*
+/// are written when the slot is set up ([`Page::init`], or the segment's set-up for
+/// `live_bias`) and by huge realloc on its own segment, and stay as they are while any other
+/// thread may read them (while a block of the page is live).
 #[repr(C, align(64))]
 pub struct Page {
     /// Blocks ready for `malloc` (encoded links).
-    pub free: *mut Block,
+    pub free: Cell<*mut Block>,
     /// Blocks handed out and not yet collected back.
-    pub used: u32,
+    pub used: Cell<u32>,
     /// `FLAG_*` bits; zero on the owner's free fast path. Written by the owner only (`add_flags`,
     /// `remove_flags`, `set_flags`: a relaxed load and store, no read-modify-write), read by
     /// every thread's `free`, hence atomic.
     pub(crate) flags: AtomicU8,
-    /// Size class of the blocks.
-    pub bin: u8,
+    /// Size class of the blocks (fixed).
+    pub bin: Cell<u8>,
     /// The slot holds a page of some heap (false: a free slot of its segment).
-    pub assigned: bool,
+    pub assigned: Cell<bool>,
     /// Every block on `free` reads as zero but for its link word: they were carved from memory
     /// that came zeroed from the source and was never used (`malloc_zeroed` clears the link).
-    pub free_zeroed: bool,
-    /// First key of the free-list link encoding.
-    pub key: usize,
+    pub free_zeroed: Cell<bool>,
+    /// First key of the free-list link encoding (fixed).
+    pub key: Cell<usize>,
     /// Blocks freed by the owning thread since the last collection (encoded links).
-    pub local_free: *mut Block,
-    /// Second key of the free-list link encoding.
-    pub key2: usize,
+    pub local_free: Cell<*mut Block>,
+    /// Second key of the free-list link encoding (fixed).
+    pub key2: Cell<usize>,
     /// Address of the segment's live bitmap minus `live_word_offset(segment)`, so that the
     /// word of any address `p` of the segment is at `live_bias + live_word_offset(p)`. Set
-    /// when the segment is set up; it stays when the slot changes pages.
-    pub live_bias: usize,
+    /// when the segment is set up; it stays when the slot changes pages (fixed).
+    pub live_bias: Cell<usize>,
     /// Blocks carved so far.
-    pub capacity: u32,
-    /// Blocks that fit in the page.
-    pub reserved: u32,
+    pub capacity: Cell<u32>,
+    /// Blocks that fit in the page (fixed).
+    pub reserved: Cell<u32>,
     /// The page's memory came zeroed and no block was carved from it before.
-    pub memory_zeroed: bool,
+    pub memory_zeroed: Cell<bool>,
     /// `used` when the heap last accounted this page's live bytes (see `stats`).
-    pub used_accounted: u32,
+    pub used_accounted: Cell<u32>,
     /// Huge pages only: the size last asked for, which tells realloc's growth from shrinking.
-    pub requested: usize,
-    /// Size of each block.
-    pub block_size: usize,
-    /// First block.
-    pub start: *mut u8,
+    pub requested: Cell<usize>,
+    /// Size of each block (fixed).
+    pub block_size: Cell<usize>,
+    /// First block (fixed).
+    pub start: Cell<*mut u8>,
     /// Blocks freed by other threads (plain links) and the delayed-free state (`thread_free`).
     pub thread_free: ThreadFree,
     /// Address of the owning heap, 0 when abandoned.
     pub heap: AtomicUsize,
-    /// Links in the heap's page queue.
-    pub queue: Links<Page>,
+    /// Links in the heap's page queue (written by the owner through raw pointers, see
+    /// [`Linked`]).
+    pub queue: UnsafeCell<Links<Page>>,
     /// What heap walks from other threads may read of the page, written by the owner when the
     /// page is set up, refilled and released (see [`Page::publish`]).
     pub published: AtomicU64,
@@ -173,6 +190,15 @@ pub struct Page {
 
 /// [`Page`]'s `sample` when the page may hold more than one sampled block.
 pub const SAMPLES_MANY: usize = usize::MAX;
+
+// SAFETY: the ownership protocol of the module's "Sharing": a page's `Cell`s and queue links are
+// written by one thread at a time, its owner (the heap's thread, or the thread that took its
+// abandoned segment off the arena's list, which hands it over with acquire/release); other
+// threads touch only the atomics (`flags`, `thread_free`, `heap`, `published`, `sample`, the
+// live bitmap) and read the fixed fields, which nobody writes while a block of the page is live.
+// Page's methods that write a `Cell` are `unsafe` with "the caller owns the page" as their
+// contract, and the crate's direct writes of its cells are all on the owner's paths.
+unsafe impl Sync for Page {}
 
 /// A page's published word, as heap walks from other threads read it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -206,35 +232,90 @@ pub struct InQueue;
 unsafe impl Linked<InQueue> for Page {
     #[inline(always)]
     unsafe fn links(this: *mut Self) -> *mut Links<Self> {
-        // SAFETY: `this` points to a valid page per the contract.
-        unsafe { ptr::addr_of_mut!((*this).queue) }
+        // SAFETY: `this` points to a valid page per the contract. The links are inside an
+        // `UnsafeCell`, so writes through the pointer are allowed while other threads hold
+        // `&Page`.
+        unsafe { UnsafeCell::raw_get(ptr::addr_of!((*this).queue)) }
     }
+}
+
+/// A page's two link keys, read once (loops keep them in registers).
+#[derive(Clone, Copy)]
+pub struct LinkKeys {
+    key: usize,
+    key2: usize,
+}
+
+impl LinkKeys {
+    /// Encodes a link for storage in a free block: XOR with one key, a rotation, and the other
+    /// key added, so that neither a link nor the end of a list (null) stores a key as it is.
+    #[inline(always)]
+    pub fn encode(self, next: *mut Block) -> usize {
+        (next as usize ^ self.key)
+            .rotate_left(LINK_ROTATION)
+            .wrapping_add(self.key2)
+    }
+
+    /// Decodes a link read from a free block.
+    #[inline(always)]
+    pub fn decode(self, stored: usize) -> *mut Block {
+        (stored.wrapping_sub(self.key2).rotate_right(LINK_ROTATION) ^ self.key) as *mut Block
+    }
+}
+
+/// The live bitmap word that holds the bit of address `p`, for a page whose `live_bias` is
+/// `bias` (see [`Page::live_word`]).
+///
+/// # Safety
+/// `bias` is the `live_bias` of a page the caller can read, `p` an address of its segment,
+/// and the reference is not kept past the caller's use of that page.
+#[inline(always)]
+unsafe fn live_word_at<'a>(bias: usize, p: usize) -> &'a AtomicUsize {
+    debug_assert!(bias != 0, "no live bitmap for {:#x}", p);
+    // SAFETY: `live_bias` was set up by the segment so that every address of the segment maps
+    // to a word of its bitmap, which lives as long as the segment (and the page).
+    unsafe { &*((bias.wrapping_add(live_word_offset(p))) as *const AtomicUsize) }
+}
+
+/// [`Page::clear_live`] with the page's `live_bias` already read.
+///
+/// # Safety
+/// As for [`live_word_at`].
+#[inline(always)]
+unsafe fn clear_live_at(bias: usize, p: usize) -> bool {
+    // SAFETY: per the contract.
+    let word = unsafe { live_word_at(bias, p) };
+    let w = word.load(Ordering::Relaxed);
+    let index = Page::live_index(p);
+    // `!1` rotated: the form that compiles to one `btr`.
+    word.store(w & (!1usize).rotate_left(index), Ordering::Relaxed);
+    Page::live_test(w, index)
 }
 
 impl Page {
     /// A page slot that holds nothing (copied into place, never shared).
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
-        free: ptr::null_mut(),
-        used: 0,
+        free: Cell::new(ptr::null_mut()),
+        used: Cell::new(0),
         flags: AtomicU8::new(FLAG_UNASSIGNED),
-        bin: 0,
-        assigned: false,
-        free_zeroed: false,
-        memory_zeroed: false,
-        key: 0,
-        local_free: ptr::null_mut(),
-        key2: 0,
-        live_bias: 0,
-        capacity: 0,
-        reserved: 0,
-        used_accounted: 0,
-        requested: 0,
-        block_size: 0,
-        start: ptr::null_mut(),
+        bin: Cell::new(0),
+        assigned: Cell::new(false),
+        free_zeroed: Cell::new(false),
+        memory_zeroed: Cell::new(false),
+        key: Cell::new(0),
+        local_free: Cell::new(ptr::null_mut()),
+        key2: Cell::new(0),
+        live_bias: Cell::new(0),
+        capacity: Cell::new(0),
+        reserved: Cell::new(0),
+        used_accounted: Cell::new(0),
+        requested: Cell::new(0),
+        block_size: Cell::new(0),
+        start: Cell::new(ptr::null_mut()),
         thread_free: ThreadFree::new(delayed::NEVER),
         heap: AtomicUsize::new(0),
-        queue: Links::UNLINKED,
+        queue: UnsafeCell::new(Links::UNLINKED),
         published: AtomicU64::new(0),
         sample: AtomicUsize::new(0),
     };
@@ -242,10 +323,10 @@ impl Page {
     /// Publishes the page's state for heap walks from other threads (owner only; slow paths).
     #[inline]
     pub fn publish(&self) {
-        let w = self.assigned as u64
-            | (self.bin as u64) << 8
-            | (self.capacity as u64 & 0xff_ffff) << 16
-            | (self.used as u64 & 0xff_ffff) << 40;
+        let w = self.assigned.get() as u64
+            | (self.bin.get() as u64) << 8
+            | (self.capacity.get() as u64 & 0xff_ffff) << 16
+            | (self.used.get() as u64 & 0xff_ffff) << 40;
         self.published.store(w, Ordering::Relaxed);
     }
 
@@ -293,26 +374,32 @@ impl Page {
         hint == block || hint == SAMPLES_MANY
     }
 
-    /// Encodes a link for storage in a free block: XOR with one key, a rotation, and the other
-    /// key added, so that neither a link nor the end of a list (null) stores a key as it is.
+    /// The page's link keys.
+    #[inline(always)]
+    pub fn keys(&self) -> LinkKeys {
+        LinkKeys {
+            key: self.key.get(),
+            key2: self.key2.get(),
+        }
+    }
+
+    /// Encodes a link for storage in a free block (see [`LinkKeys::encode`]).
     #[inline(always)]
     pub fn encode(&self, next: *mut Block) -> usize {
-        encode_link(next, self.key, self.key2)
+        self.keys().encode(next)
     }
 
     /// Decodes a link read from a free block.
     #[inline(always)]
     pub fn decode(&self, stored: usize) -> *mut Block {
-        (stored.wrapping_sub(self.key2).rotate_right(LINK_ROTATION) ^ self.key) as *mut Block
+        self.keys().decode(stored)
     }
 
     /// The live bitmap word that holds the bit of address `p` (any address of the segment).
     #[inline(always)]
     pub fn live_word(&self, p: usize) -> &AtomicUsize {
-        debug_assert!(self.live_bias != 0, "page {:p} has no live bitmap", self);
-        // SAFETY: `live_bias` was set up by the segment so that every address of the segment
-        // maps to a word of its bitmap, which lives as long as the segment (and the page).
-        unsafe { &*((self.live_bias.wrapping_add(live_word_offset(p))) as *const AtomicUsize) }
+        // SAFETY: our own `live_bias`; the word lives as long as the page.
+        unsafe { live_word_at(self.live_bias.get(), p) }
     }
 
     /// The index of address `p`'s bit in its live bitmap word.
@@ -352,23 +439,21 @@ impl Page {
     /// Clears `p`'s live bit (owner only); false if it was not set: `p` is not live.
     #[inline(always)]
     pub fn clear_live(&self, p: usize) -> bool {
-        let word = self.live_word(p);
-        let w = word.load(Ordering::Relaxed);
-        let index = Self::live_index(p);
-        // `!1` rotated: the form that compiles to one `btr`.
-        word.store(w & (!1usize).rotate_left(index), Ordering::Relaxed);
-        Self::live_test(w, index)
+        // SAFETY: our own `live_bias`; the word is not kept.
+        unsafe { clear_live_at(self.live_bias.get(), p) }
     }
 
     /// Number of live bits in the page's block area (validation and tests).
     pub fn live_count(&self) -> u32 {
         // A word at a time, masked to the granules of `[start, end)`.
-        let (start, end) = (self.start as usize, self.end());
+        let (start, end) = (self.start.get() as usize, self.end());
+        let bias = self.live_bias.get();
         let word_bytes = 1usize << LIVE_WORD_SHIFT;
         let mut n = 0;
         let mut w = start & !(word_bytes - 1);
         while w < end {
-            let mut bits = self.live_word(w).load(Ordering::Relaxed);
+            // SAFETY: our own `live_bias`; the word is not kept.
+            let mut bits = unsafe { live_word_at(bias, w) }.load(Ordering::Relaxed);
             if start > w {
                 bits &= !0usize << ((start - w) >> LIVE_GRANULE_SHIFT);
             }
@@ -384,9 +469,11 @@ impl Page {
     /// Clears the live bits of `[from, to)` (whole words: the range is a page slot's area,
     /// and no other page's bits share a word with it).
     pub fn clear_live_range(&self, from: usize, to: usize) {
+        let bias = self.live_bias.get();
         let mut p = from & !((1 << LIVE_WORD_SHIFT) - 1);
         while p < to {
-            self.live_word(p).store(0, Ordering::Relaxed);
+            // SAFETY: our own `live_bias`; the word is not kept.
+            unsafe { live_word_at(bias, p) }.store(0, Ordering::Relaxed);
             p += 1 << LIVE_WORD_SHIFT;
         }
     }
@@ -399,8 +486,8 @@ impl Page {
     /// # Safety
     /// `self.free` is non-null and the page is owned by the calling thread.
     #[inline(always)]
-    pub unsafe fn pop_free<F: FnOnce(CorruptLink)>(&mut self, corrupt: F) -> *mut u8 {
-        let block = self.free;
+    pub unsafe fn pop_free<F: FnOnce(CorruptLink)>(&self, corrupt: F) -> *mut u8 {
+        let block = self.free.get();
         debug_assert!(!block.is_null());
         debug_assert!(
             self.contains(block as usize),
@@ -413,20 +500,24 @@ impl Page {
         // written by this page, or whatever a write after free left there.
         let next = self.decode(unsafe { (*block).next });
         if (next as usize ^ block as usize) >> SEGMENT_SHIFT != 0 {
-            return self.pop_last(block, next, corrupt);
+            // SAFETY: per the contract.
+            return unsafe { self.pop_last(block, next, corrupt) };
         }
-        self.free = next;
+        self.free.set(next);
         self.mark_live(block as usize);
-        self.used += 1;
+        self.used.set(self.used.get() + 1);
         block.cast()
     }
 
     /// The rest of a pop whose link leaves the block's segment: the end of the list (null), or
     /// a corrupted link. Cold and apart, so the pop's check is one test and one branch.
+    ///
+    /// # Safety
+    /// As for `pop_free`, with `block` the head of `free` and `next` its decoded link.
     #[cold]
     #[inline(never)]
-    fn pop_last<F: FnOnce(CorruptLink)>(
-        &mut self,
+    unsafe fn pop_last<F: FnOnce(CorruptLink)>(
+        &self,
         block: *mut Block,
         next: *mut Block,
         corrupt: F,
@@ -437,9 +528,9 @@ impl Page {
             });
             unreachable!("the corrupt-link handler returned");
         }
-        self.free = next;
+        self.free.set(next);
         self.mark_live(block as usize);
-        self.used += 1;
+        self.used.set(self.used.get() + 1);
         block.cast()
     }
 
@@ -448,32 +539,34 @@ impl Page {
     /// # Safety
     /// `block` is the start of a block of this page that is in use, and the caller owns the page.
     #[inline(always)]
-    pub unsafe fn push_local(&mut self, block: *mut Block) {
-        debug_assert!(self.used > 0);
+    pub unsafe fn push_local(&self, block: *mut Block) {
+        debug_assert!(self.used.get() > 0);
+        let link = self.encode(self.local_free.get());
         // SAFETY: the block belongs to this page and is no longer used by the program.
-        unsafe { (*block).next = self.encode(self.local_free) };
-        self.local_free = block;
-        self.used -= 1;
+        unsafe { (*block).next = link };
+        self.local_free.set(block);
+        self.used.set(self.used.get() - 1);
     }
 
     /// End of the page's block area.
     #[inline]
     pub fn end(&self) -> usize {
-        self.start as usize + self.reserved as usize * self.block_size
+        self.start.get() as usize + self.reserved.get() as usize * self.block_size.get()
     }
 
     /// Whether `addr` lies in the page's block area.
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
-        addr >= self.start as usize && addr < self.end()
+        addr >= self.start.get() as usize && addr < self.end()
     }
 
     /// Start of the block containing `addr` (which must be inside the page).
     #[inline]
     pub fn block_start(&self, addr: usize) -> *mut Block {
         debug_assert!(self.contains(addr));
-        let offset = addr - self.start as usize;
-        (self.start as usize + offset - offset % self.block_size) as *mut Block
+        let (start, block_size) = (self.start.get() as usize, self.block_size.get());
+        let offset = addr - start;
+        (start + offset - offset % block_size) as *mut Block
     }
 
     /// The block a live pointer of this page belongs to: itself, unless the page has handed
@@ -488,9 +581,13 @@ impl Page {
     }
 
     /// Sets the page up for blocks of `bin` between `start` and `end`; `zeroed` says the memory
-    /// reads as zero.
-    pub fn init(
-        &mut self,
+    /// reads as zero. Every field but `live_bias` is written (one at a time: other threads may
+    /// be reading the slot's atomics, and a heap walk its published word).
+    ///
+    /// # Safety
+    /// The calling thread owns the slot, which holds no page, and no block of it is live.
+    pub unsafe fn init(
+        &self,
         bin: usize,
         block_size: usize,
         start: *mut u8,
@@ -498,25 +595,32 @@ impl Page {
         key: usize,
         zeroed: bool,
     ) {
-        debug_assert!(!self.assigned);
+        debug_assert!(!self.assigned.get());
         debug_assert!(block_size % ALIGN == 0 || bin == 0);
         let reserved = (end - start as usize) / block_size;
         debug_assert!(reserved >= 1, "page too small for its block size");
-        let live_bias = self.live_bias;
-        *self = Page {
-            thread_free: ThreadFree::new(delayed::NORMAL),
-            ..Page::EMPTY
-        };
-        self.live_bias = live_bias;
+        self.free.set(ptr::null_mut());
+        self.used.set(0);
         self.set_flags(0);
-        self.assigned = true;
-        self.bin = bin as u8;
-        self.block_size = block_size;
-        self.start = start;
-        self.reserved = reserved as u32;
-        self.key = key;
-        self.key2 = mix(key);
-        self.memory_zeroed = zeroed;
+        self.bin.set(bin as u8);
+        self.assigned.set(true);
+        self.free_zeroed.set(false);
+        self.key.set(key);
+        self.local_free.set(ptr::null_mut());
+        self.key2.set(mix(key));
+        self.capacity.set(0);
+        self.reserved.set(reserved as u32);
+        self.memory_zeroed.set(zeroed);
+        self.used_accounted.set(0);
+        self.requested.set(0);
+        self.block_size.set(block_size);
+        self.start.set(start);
+        self.thread_free.reset(delayed::NORMAL);
+        self.heap.store(0, Ordering::Relaxed);
+        // SAFETY: the owner is the only writer of the links, and the page is in no queue.
+        unsafe { self.queue.get().write(Links::UNLINKED) };
+        self.published.store(0, Ordering::Relaxed);
+        self.sample.store(0, Ordering::Relaxed);
         // A huge block (bin 0) has no live bits: its segment's bitmap is never used.
         if bin != 0 {
             if !zeroed {
@@ -538,30 +642,32 @@ impl Page {
     /// # Safety
     /// The caller owns the page, `free` is empty and `capacity < reserved`.
     #[inline(never)]
-    pub unsafe fn extend(&mut self) -> u32 {
-        debug_assert!(self.free.is_null());
-        debug_assert!(self.capacity < self.reserved);
-        let room = self.reserved - self.capacity;
-        let want = (EXTEND_BYTES / self.block_size).max(1) as u32;
+    pub unsafe fn extend(&self) -> u32 {
+        let (capacity, block_size) = (self.capacity.get(), self.block_size.get());
+        debug_assert!(self.free.get().is_null());
+        debug_assert!(capacity < self.reserved.get());
+        let room = self.reserved.get() - capacity;
+        let want = (EXTEND_BYTES / block_size).max(1) as u32;
         let n = room.min(want);
-        let first = self.start as usize + self.capacity as usize * self.block_size;
+        let first = self.start.get() as usize + capacity as usize * block_size;
         if self.flags() & FLAG_SECURE != 0 {
             // SAFETY: per the contract.
             return unsafe { self.extend_secure(first, n) };
         }
+        let keys = self.keys();
         for i in 0..n as usize {
-            let block = (first + i * self.block_size) as *mut Block;
+            let block = (first + i * block_size) as *mut Block;
             let next = if i + 1 < n as usize {
-                (first + (i + 1) * self.block_size) as *mut Block
+                (first + (i + 1) * block_size) as *mut Block
             } else {
                 ptr::null_mut()
             };
             // SAFETY: the block lies in `capacity..reserved`, inside the page and unused.
-            unsafe { (*block).next = self.encode(next) };
+            unsafe { (*block).next = keys.encode(next) };
         }
-        self.free = first as *mut Block;
-        self.free_zeroed = self.memory_zeroed;
-        self.capacity += n;
+        self.free.set(first as *mut Block);
+        self.free_zeroed.set(self.memory_zeroed.get());
+        self.capacity.set(capacity + n);
         n
     }
 
@@ -571,20 +677,17 @@ impl Page {
     /// # Safety
     /// As for `extend`.
     #[cold]
-    unsafe fn extend_secure(&mut self, first: usize, n: u32) -> u32 {
+    unsafe fn extend_secure(&self, first: usize, n: u32) -> u32 {
         let n = n as usize;
         let level = self.secure_level();
+        let (block_size, capacity, keys) =
+            (self.block_size.get(), self.capacity.get(), self.keys());
         // SAFETY: the blocks lie in `capacity..reserved`, inside the page and unused.
         unsafe {
-            core::ptr::write_bytes(
-                first as *mut u8,
-                secure::fill_byte(level),
-                n * self.block_size,
-            )
+            core::ptr::write_bytes(first as *mut u8, secure::fill_byte(level), n * block_size)
         };
-        let (start, stride) = secure::carve_order(n, self.key2 ^ self.capacity as usize);
-        let block_at =
-            |i: usize| (first + (start + i * stride) % n * self.block_size) as *mut Block;
+        let (start, stride) = secure::carve_order(n, self.key2.get() ^ capacity as usize);
+        let block_at = |i: usize| (first + (start + i * stride) % n * block_size) as *mut Block;
         for i in 0..n {
             let next = if i + 1 < n {
                 block_at(i + 1)
@@ -592,11 +695,11 @@ impl Page {
                 ptr::null_mut()
             };
             // SAFETY: as above.
-            unsafe { (*block_at(i)).next = self.encode(next) };
+            unsafe { (*block_at(i)).next = keys.encode(next) };
         }
-        self.free = block_at(0);
-        self.free_zeroed = false;
-        self.capacity += n as u32;
+        self.free.set(block_at(0));
+        self.free_zeroed.set(false);
+        self.capacity.set(capacity + n as u32);
         n as u32
     }
 
@@ -615,25 +718,32 @@ impl Page {
     ///
     /// # Safety
     /// The caller owns the page.
-    pub unsafe fn collect(&mut self) -> Result<u32, usize> {
-        let mut collected = 0;
+    pub unsafe fn collect(&self) -> Result<u32, usize> {
         let mut freed = self.thread_free.take_all();
         if freed == 0 {
             return Ok(0);
         }
-        // Loop invariants, read once (the stores into blocks would make the compiler read them
-        // again): the block area, whether pointers may be interior, the keys.
-        let (start, end) = (self.start as usize, self.end());
+        // Loop invariants, read once: the block area, whether pointers may be interior, the
+        // keys, the live bitmap. `left` counts the used blocks not collected yet.
+        let (start, block_size) = (self.start.get() as usize, self.block_size.get());
+        let area = self.end() - start;
         let aligned = self.flags() & FLAG_HAS_ALIGNED != 0;
-        let (key, key2) = (self.key, self.key2);
-        let mut local = self.local_free;
+        let (keys, bias) = (self.keys(), self.live_bias.get());
+        let mut left = self.used.get();
+        let mut local = self.local_free.get();
         while freed != 0 {
             // A remote free pushes the pointer the program freed: a block's start, or the
             // aligned pointer inside it. Its live bit goes now; one that is clear was freed
-            // twice (by the owner and another thread, or by two others at once).
-            if collected >= self.used || freed < start || freed >= end || !self.clear_live(freed) {
-                self.local_free = local;
-                self.used -= collected;
+            // twice (by the owner and another thread, or by two others at once). One unsigned
+            // comparison of the offset checks both ends of the block area.
+            let offset = freed.wrapping_sub(start);
+            let live = left != 0 && offset < area && {
+                // SAFETY: our own `live_bias`, and `freed` lies in the page.
+                unsafe { clear_live_at(bias, freed) }
+            };
+            if !live {
+                self.local_free.set(local);
+                self.used.set(left);
                 return Err(freed);
             }
             // SAFETY: pointers on `thread_free` lie in blocks of this page; their first word is
@@ -641,19 +751,19 @@ impl Page {
             // list, so it is ours alone now.
             let next = unsafe { link_read(freed) };
             let block = if aligned {
-                self.block_start(freed)
+                (freed - offset % block_size) as *mut Block
             } else {
                 freed as *mut Block
             };
             // SAFETY: the block is ours and free.
-            unsafe { (*block).next = encode_link(local, key, key2) };
+            unsafe { (*block).next = keys.encode(local) };
             local = block;
-            collected += 1;
+            left -= 1;
             freed = next;
         }
-        self.local_free = local;
-        debug_assert!(self.used >= collected);
-        self.used -= collected;
+        self.local_free.set(local);
+        let collected = self.used.get() - left;
+        self.used.set(left);
         Ok(collected)
     }
 
@@ -661,16 +771,17 @@ impl Page {
     ///
     /// # Safety
     /// The caller owns the page.
-    pub unsafe fn take_local_free(&mut self) -> u32 {
-        debug_assert!(self.free.is_null());
-        if self.local_free.is_null() {
+    pub unsafe fn take_local_free(&self) -> u32 {
+        debug_assert!(self.free.get().is_null());
+        let local = self.local_free.get();
+        if local.is_null() {
             return 0;
         }
-        self.free = self.local_free;
-        self.local_free = ptr::null_mut();
-        self.free_zeroed = false;
+        self.free.set(local);
+        self.local_free.set(ptr::null_mut());
+        self.free_zeroed.set(false);
         // Every carved block is used, on `free`, or (until now) on `local_free`.
-        let n = self.capacity - self.used;
+        let n = self.capacity.get() - self.used.get();
         if self.flags() & FLAG_SECURE != 0 {
             // SAFETY: the caller owns the page, and `free` holds the `n` blocks.
             unsafe { self.rotate_free(n) };
@@ -685,19 +796,20 @@ impl Page {
     /// # Safety
     /// The caller owns the page and `free` holds `n` blocks.
     #[cold]
-    unsafe fn rotate_free(&mut self, n: u32) {
+    unsafe fn rotate_free(&self, n: u32) {
         if n < 2 {
             return;
         }
-        let k = (mix(self.key2 ^ self.used as usize ^ (self.free as usize).rotate_left(32))
+        let (free, keys) = (self.free.get(), self.keys());
+        let k = (mix(self.key2.get() ^ self.used.get() as usize ^ (free as usize).rotate_left(32))
             % (n as usize - 1)) as u32
             + 1;
         // SAFETY: list members are free blocks of this page; every link is checked to stay in
         // the page before it is followed.
         unsafe {
-            let mut cut = self.free;
+            let mut cut = free;
             for _ in 1..k {
-                let next = self.decode((*cut).next);
+                let next = keys.decode((*cut).next);
                 if !self.contains(next as usize) {
                     return;
                 }
@@ -705,7 +817,7 @@ impl Page {
             }
             let mut last = cut;
             loop {
-                let next = self.decode((*last).next);
+                let next = keys.decode((*last).next);
                 if next.is_null() {
                     break;
                 }
@@ -714,13 +826,13 @@ impl Page {
                 }
                 last = next;
             }
-            let new_head = self.decode((*cut).next);
+            let new_head = keys.decode((*cut).next);
             if new_head.is_null() {
                 return;
             }
-            (*last).next = self.encode(self.free);
-            (*cut).next = self.encode(ptr::null_mut());
-            self.free = new_head;
+            (*last).next = keys.encode(free);
+            (*cut).next = keys.encode(ptr::null_mut());
+            self.free.set(new_head);
         }
     }
 
@@ -732,7 +844,7 @@ impl Page {
     /// The caller owns the page.
     pub unsafe fn free_len(&self) -> u32 {
         // SAFETY: the caller owns the page, so nobody changes `free` meanwhile.
-        unsafe { self.list_len(self.free) }
+        unsafe { self.list_len(self.free.get()) }
     }
 
     /// Number of blocks on `local_free` (owner only; see [`Page::free_len`]).
@@ -741,7 +853,7 @@ impl Page {
     /// The caller owns the page.
     pub unsafe fn local_free_len(&self) -> u32 {
         // SAFETY: as in `free_len`.
-        unsafe { self.list_len(self.local_free) }
+        unsafe { self.list_len(self.local_free.get()) }
     }
 
     /// Number of blocks on `thread_free` (owner only: the owner is the only thread that takes
@@ -751,8 +863,9 @@ impl Page {
     /// The caller owns the page.
     pub unsafe fn thread_free_len(&self) -> u32 {
         let mut n = 0;
+        let reserved = self.reserved.get();
         let mut b = self.thread_free.head() as *mut Block;
-        while !b.is_null() && n <= self.reserved && self.contains(b as usize) {
+        while !b.is_null() && n <= reserved && self.contains(b as usize) {
             n += 1;
             // SAFETY: blocks on `thread_free` are free blocks of this page with plain links.
             b = unsafe { link_read(b as usize) } as *mut Block;
@@ -763,10 +876,11 @@ impl Page {
     /// Length of an encoded list of this page, bounded by the page's size.
     unsafe fn list_len(&self, mut b: *mut Block) -> u32 {
         let mut n = 0;
-        while !b.is_null() && n <= self.reserved && self.contains(b as usize) {
+        let (reserved, keys) = (self.reserved.get(), self.keys());
+        while !b.is_null() && n <= reserved && self.contains(b as usize) {
             n += 1;
             // SAFETY: `b` lies inside this page's block area, which the owner may read.
-            b = self.decode(unsafe { (*b).next });
+            b = keys.decode(unsafe { (*b).next });
         }
         n
     }
@@ -775,7 +889,7 @@ impl Page {
     /// collected).
     #[inline]
     pub fn all_free(&self) -> bool {
-        self.used == 0
+        self.used.get() == 0
     }
 }
 
@@ -800,11 +914,14 @@ mod tests {
     fn test_page(area: &mut Area, bitmap: &[AtomicUsize]) -> Page {
         let start = area.0.as_mut_ptr();
         assert!(bitmap.len() * core::mem::size_of::<usize>() >= live_word_offset(65536));
-        let mut page = Page {
-            live_bias: (bitmap.as_ptr() as usize).wrapping_sub(live_word_offset(start as usize)),
+        let page = Page {
+            live_bias: Cell::new(
+                (bitmap.as_ptr() as usize).wrapping_sub(live_word_offset(start as usize)),
+            ),
             ..Page::EMPTY
         };
-        page.init(2, 32, start, start as usize + 65536, 0x1234_5678, false);
+        // SAFETY: the page is the test's alone.
+        unsafe { page.init(2, 32, start, start as usize + 65536, 0x1234_5678, false) };
         page
     }
 
@@ -813,7 +930,7 @@ mod tests {
         let mut area = Box::new(Area([0; 65536]));
         let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
         let page = test_page(&mut area, &bitmap);
-        let (a, b) = (page.start as usize, page.start as usize + 32);
+        let (a, b) = (page.start.get() as usize, page.start.get() as usize + 32);
         page.note_sample(a);
         assert!(page.flags() & FLAG_SAMPLED != 0);
         assert!(
@@ -841,8 +958,8 @@ mod tests {
         let mut area = Box::new(Area([0; 65536]));
         let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
         let start = area.0.as_mut_ptr();
-        let mut page = test_page(&mut area, &bitmap);
-        assert_eq!(page.reserved, 2048);
+        let page = test_page(&mut area, &bitmap);
+        assert_eq!(page.reserved.get(), 2048);
         // SAFETY: the test owns the page and its area, and follows the free-list protocol.
         unsafe {
             let n = page.extend();
@@ -851,7 +968,7 @@ mod tests {
             let b = page.try_pop().unwrap();
             assert_eq!(a, start);
             assert_eq!(b as usize, start as usize + 32);
-            assert_eq!(page.used, 2);
+            assert_eq!(page.used.get(), 2);
             assert!(page.is_live(a as usize) && page.is_live(b as usize));
             assert!(!page.is_live(a as usize + 16), "interior granule");
             assert!(!page.is_live(a as usize + 8), "unaligned");
@@ -872,15 +989,16 @@ mod tests {
             assert_eq!(page.collect(), Ok(1));
             assert!(!page.is_live(b as usize));
             assert_eq!(page.live_count(), 0);
-            assert_eq!(page.used, 0);
+            assert_eq!(page.used.get(), 0);
             assert_eq!(page.free_len(), 512 - 2);
             // Drain `free`, then the local list comes back as the allocation list.
-            while !page.free.is_null() {
+            while !page.free.get().is_null() {
                 page.try_pop().unwrap();
             }
             assert_eq!(page.take_local_free(), 2);
             assert_eq!(
-                page.free as *mut u8, b,
+                page.free.get() as *mut u8,
+                b,
                 "the collected remote free is first"
             );
             assert_eq!(page.block_start(b as usize + 17) as usize, b as usize);
@@ -895,21 +1013,21 @@ mod tests {
     fn no_stored_link_is_a_key_and_corrupt_links_are_caught() {
         let mut area = Box::new(Area([0; 65536]));
         let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
-        let mut page = test_page(&mut area, &bitmap);
+        let page = test_page(&mut area, &bitmap);
         // SAFETY: the test owns the page and its area.
         unsafe {
             page.extend();
             let words: std::vec::Vec<usize> = (0..512)
-                .map(|i| *(page.start.add(i * 32) as *const usize))
+                .map(|i| *(page.start.get().add(i * 32) as *const usize))
                 .collect();
-            assert!(!words.contains(&page.key) && !words.contains(&page.key2));
+            assert!(!words.contains(&page.key.get()) && !words.contains(&page.key2.get()));
             assert_eq!(page.decode(words[511]), ptr::null_mut(), "the list's end");
             assert_eq!(
-                page.decode(page.encode(page.start.cast())),
-                page.start.cast()
+                page.decode(page.encode(page.start.get().cast())),
+                page.start.get().cast()
             );
             // A write after free into the head block: the pop that would follow it fails.
-            let head = page.free;
+            let head = page.free.get();
             *(head as *mut usize) = 44;
             assert_eq!(
                 page.try_pop(),
@@ -917,7 +1035,7 @@ mod tests {
                     block: head as usize
                 })
             );
-            assert_eq!(page.free, head, "the list is left as it was");
+            assert_eq!(page.free.get(), head, "the list is left as it was");
         }
     }
 

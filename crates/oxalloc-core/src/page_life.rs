@@ -47,16 +47,17 @@ pub(crate) unsafe fn collect<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
 /// `page` belongs to `heap`, owned by the calling thread.
 #[inline(always)]
 pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
-    // SAFETY: the caller guarantees ownership, so we have exclusive access to the page.
-    let page = unsafe { &mut *page };
-    if !page.free.is_null() {
+    // SAFETY: the caller guarantees ownership. A shared reference: other threads may be
+    // freeing into the page meanwhile (its fields are cells and atomics, see `page`).
+    let page = unsafe { &*page };
+    if !page.free.get().is_null() {
         return;
     }
     // SAFETY: we own the page and its `free` list is empty.
     let mut added = unsafe {
-        collect(heap, page);
+        collect(heap, ptr::from_ref(page).cast_mut());
         match page.take_local_free() {
-            0 if page.capacity < page.reserved => page.extend(),
+            0 if page.capacity.get() < page.reserved.get() => page.extend(),
             n => n,
         }
     };
@@ -70,12 +71,12 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the caller's heap is valid and ours; no other reference to it is live.
     unsafe {
         let c = &(*heap).counters;
-        c.add_allocations(page.bin as usize, added as u64);
+        c.add_allocations(page.bin.get() as usize, added as u64);
         c.add_live(
-            page.used as i64 - page.used_accounted as i64,
-            page.block_size,
+            page.used.get() as i64 - page.used_accounted.get() as i64,
+            page.block_size.get(),
         );
-        page.used_accounted = page.used;
+        page.used_accounted.set(page.used.get());
         page.publish();
         if c.live_delta.get().unsigned_abs() >= LIVE_SAMPLE_BYTES {
             c.flush_live(&(*heap).arena.counters);
@@ -90,7 +91,9 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     unsafe {
         crate::validate::check_page(
             page,
-            (*heap).quarantine.count_in(page.start as usize, page.end()),
+            (*heap)
+                .quarantine
+                .count_in(page.start.get() as usize, page.end()),
         )
     };
 }
@@ -166,14 +169,14 @@ pub(crate) unsafe fn find_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Pa
         unsafe {
             let next = PageQueue::next(page);
             refill(heap, page);
-            let announced = (*page).free.is_null();
+            let announced = (*page).free.get().is_null();
             if announced {
                 // Announce that remote frees must tell us, then look once more: a remote
                 // free that landed before the announcement would otherwise go unseen.
                 (*page).thread_free.set_state(delayed::USE_DELAYED);
                 refill(heap, page);
             }
-            if !(*page).free.is_null() {
+            if !(*page).free.get().is_null() {
                 if announced {
                     (*page).thread_free.set_state(delayed::NORMAL);
                 }
@@ -297,18 +300,18 @@ pub(crate) unsafe fn owned_segment_remove<S: Os>(heap: *mut Heap<S>, seg: *mut S
 pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the page is ours and unlinked; its segment is ours.
     unsafe {
-        let p = &mut *page;
+        let p = &*page;
         // Blocks still on `free` were counted as allocations in advance: take them back.
         (*heap)
             .counters
-            .add_allocations(p.bin as usize, (p.free_len() as u64).wrapping_neg());
+            .add_allocations(p.bin.get() as usize, (p.free_len() as u64).wrapping_neg());
         (*heap)
             .counters
-            .add_live(-(p.used_accounted as i64), p.block_size);
-        p.used_accounted = 0;
+            .add_live(-(p.used_accounted.get() as i64), p.block_size.get());
+        p.used_accounted.set(0);
         p.thread_free.set_state(delayed::NEVER);
         p.heap.store(0, Ordering::Release);
-        p.assigned = false;
+        p.assigned.set(false);
         p.set_flags(FLAG_UNASSIGNED);
         p.publish();
         let seg = Segment::of(page.cast());
@@ -334,7 +337,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
 pub(crate) unsafe fn retire<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the page is ours.
     unsafe {
-        let bin = (*page).bin as usize;
+        let bin = (*page).bin.get() as usize;
         let in_full = (*page).flags() & FLAG_IN_FULL != 0;
         let q = &(*heap).pages.queues[bin];
         if !in_full && q.first() == page && q.last() == page {
@@ -375,12 +378,12 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
             owned_segment_add(heap, seg);
         }
         for i in 0..pages {
-            let page = &mut (*seg).pages[i] as *mut Page;
-            if !(*page).assigned {
+            let page = Segment::page(seg, i);
+            if !(*page).assigned.get() {
                 continue;
             }
             // The page's blocks in use were no heap's while abandoned: from now on they are ours.
-            (*page).used_accounted = 0;
+            (*page).used_accounted.set(0);
             (*page).heap.store(me, Ordering::Release);
             (*page).thread_free.set_state(delayed::NORMAL);
             collect(heap, page);
@@ -394,8 +397,8 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
             } else {
                 (*heap)
                     .counters
-                    .add_live((*page).used as i64, (*page).block_size);
-                (*page).used_accounted = (*page).used;
+                    .add_live((*page).used.get() as i64, (*page).block_size.get());
+                (*page).used_accounted.set((*page).used.get());
                 (*heap).pages.push_back(page);
             }
         }

@@ -19,11 +19,10 @@ pub type PageQueue = List<Page, InQueue>;
 pub const FULL: usize = BIN_COUNT;
 
 /// A page that never has a free block: what the direct entries of empty queues point at, and
-/// every entry of the sentinel heap.
+/// every entry of the sentinel heap. It is never written: its `free` is null, so every path
+/// that would modify a page goes to the slow path first, which never modifies the empty page
+/// (it may be shared as any page is: `Page` is `Sync`).
 pub struct EmptyPage(pub Page);
-// SAFETY: the empty page is never written: its `free` is null, so every path that would modify a
-// page goes to the slow path first, which never modifies the empty page.
-unsafe impl Sync for EmptyPage {}
 
 /// The one empty page of the process.
 pub static EMPTY_PAGE: EmptyPage = EmptyPage(Page::EMPTY);
@@ -80,7 +79,7 @@ impl PageQueues {
     pub unsafe fn push_front(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            let bin = (*page).bin as usize;
+            let bin = (*page).bin.get() as usize;
             self.queues[bin].push_front(page);
             self.update_direct(bin);
         }
@@ -93,7 +92,7 @@ impl PageQueues {
     pub unsafe fn push_back(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            let bin = (*page).bin as usize;
+            let bin = (*page).bin.get() as usize;
             self.queues[bin].push_back(page);
             if self.queues[bin].first() == page {
                 self.update_direct(bin);
@@ -111,7 +110,7 @@ impl PageQueues {
             if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.queues[FULL].remove(page);
             } else {
-                let bin = (*page).bin as usize;
+                let bin = (*page).bin.get() as usize;
                 let was_first = self.queues[bin].first() == page;
                 self.queues[bin].remove(page);
                 if was_first {
@@ -171,7 +170,11 @@ impl PageQueues {
             while !page.is_null() {
                 // SAFETY: queue members are valid pages of this heap.
                 let p = unsafe { &*page };
-                assert_eq!(p.bin as usize, bin, "page {page:p} in the wrong queue");
+                assert_eq!(
+                    p.bin.get() as usize,
+                    bin,
+                    "page {page:p} in the wrong queue"
+                );
                 assert_eq!(
                     p.flags() & FLAG_IN_FULL,
                     0,
@@ -222,8 +225,8 @@ mod tests {
     fn queues_keep_the_direct_table_current() {
         let mut q = Box::new(PageQueues::new());
         let mut pages = [Page::EMPTY, Page::EMPTY, Page::EMPTY];
-        for p in &mut pages {
-            p.bin = 2;
+        for p in &pages {
+            p.bin.set(2);
         }
         let [a, b, c] = pages.each_mut().map(|p| p as *mut Page);
         // SAFETY: the pages outlive the queues and are linked once.

@@ -449,9 +449,9 @@ impl Sampler {
     ///
     /// # Safety
     /// The calling thread owns `page`, whose `free` list holds exactly `n` blocks.
-    pub unsafe fn charge(&mut self, rate: usize, page: &mut Page, n: u32) -> u32 {
+    pub unsafe fn charge(&mut self, rate: usize, page: &Page, n: u32) -> u32 {
         self.start(rate);
-        let bs = page.block_size;
+        let bs = page.block_size.get();
         let total = (n as usize).saturating_mul(bs);
         if self.next >= total {
             self.next -= total;
@@ -463,7 +463,7 @@ impl Sampler {
         // SAFETY: the caller owns the page; the walk follows `j < n` links of its `free` list.
         unsafe {
             let mut prev: *mut Block = ptr::null_mut();
-            let mut b = page.free;
+            let mut b = page.free.get();
             for _ in 0..j {
                 prev = b;
                 b = page.decode((*b).next_word());
@@ -471,14 +471,14 @@ impl Sampler {
             debug_assert!(!b.is_null() && page.contains(b as usize));
             let rest = page.decode((*b).next_word());
             if prev.is_null() {
-                page.free = ptr::null_mut();
+                page.free.set(ptr::null_mut());
             } else {
                 crate::util::sync::link_write(prev as usize, page.encode(ptr::null_mut()));
             }
             if !rest.is_null() {
                 // Put the rest on `local_free`, in front of what it holds (nothing, after a
                 // refill; walk to the rest's end otherwise).
-                if !page.local_free.is_null() {
+                if !page.local_free.get().is_null() {
                     let mut tail = rest;
                     loop {
                         let next = page.decode((*tail).next_word());
@@ -487,14 +487,17 @@ impl Sampler {
                         }
                         tail = next;
                     }
-                    crate::util::sync::link_write(tail as usize, page.encode(page.local_free));
+                    crate::util::sync::link_write(
+                        tail as usize,
+                        page.encode(page.local_free.get()),
+                    );
                 }
-                page.local_free = rest;
+                page.local_free.set(rest);
             }
             // The pending block counts as used (and live, in the page's bitmap) from now on.
-            page.used += 1;
+            page.used.set(page.used.get() + 1);
             page.mark_live(b as usize);
-            let bin = page.bin as usize;
+            let bin = page.bin.get() as usize;
             crate::util::sync::link_write(b as usize, self.pending[bin] as usize);
             self.pending[bin] = b;
             self.pending_count += 1;
@@ -621,12 +624,15 @@ mod tests {
         let mut area = Box::new(Area([0; 65536]));
         let start = area.0.as_mut_ptr();
         let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
-        let mut page = Page {
-            live_bias: (bitmap.as_ptr() as usize)
-                .wrapping_sub(crate::page::live_word_offset(start as usize)),
+        let page = Page {
+            live_bias: core::cell::Cell::new(
+                (bitmap.as_ptr() as usize)
+                    .wrapping_sub(crate::page::live_word_offset(start as usize)),
+            ),
             ..Page::EMPTY
         };
-        page.init(3, 64, start, start as usize + 65536, 0x9876_5431, false);
+        // SAFETY: the page is the test's alone.
+        unsafe { page.init(3, 64, start, start as usize + 65536, 0x9876_5431, false) };
         let mut s = Sampler::new();
         s.seed(7);
         let rate = 64 * 100; // a sample every 100 blocks on average
@@ -635,9 +641,9 @@ mod tests {
         // SAFETY: the test owns the page and its area and follows the free-list protocol.
         unsafe {
             for _ in 0..200 {
-                if page.free.is_null()
-                    && page.local_free.is_null()
-                    && page.capacity == page.reserved
+                if page.free.get().is_null()
+                    && page.local_free.get().is_null()
+                    && page.capacity.get() == page.reserved.get()
                 {
                     break;
                 }
@@ -645,15 +651,15 @@ mod tests {
                     0 => page.extend(),
                     n => n,
                 };
-                let before = page.used;
-                let kept = s.charge(rate, &mut page, n);
+                let before = page.used.get();
+                let kept = s.charge(rate, &page, n);
                 assert!(kept <= n);
                 let on_free = page.free_len();
-                if kept < n || page.used > before {
+                if kept < n || page.used.get() > before {
                     assert_eq!(on_free, kept - 1, "the pending block is not on free");
                     assert_eq!(page.local_free_len(), n - kept);
                 }
-                while !page.free.is_null() {
+                while !page.free.get().is_null() {
                     page.pop_free(|_| panic!("corrupt link"));
                     handed += 1;
                 }
@@ -663,9 +669,13 @@ mod tests {
                     sampled += 1;
                     handed += 1;
                 }
-                assert_eq!(page.used as usize, handed);
-                assert_eq!(page.live_count(), page.used, "one live bit per used block");
-                assert_eq!(page.used + page.local_free_len(), page.capacity);
+                assert_eq!(page.used.get() as usize, handed);
+                assert_eq!(
+                    page.live_count(),
+                    page.used.get(),
+                    "one live bit per used block"
+                );
+                assert_eq!(page.used.get() + page.local_free_len(), page.capacity.get());
             }
         }
         assert_eq!(handed, 1024);

@@ -102,13 +102,13 @@ pub fn fill_byte(level: usize) -> u8 {
 /// The canary byte of a page: from its key, never zero or the fill byte.
 #[inline]
 fn canary(page: &Page) -> u8 {
-    (page.key2 >> 24) as u8 | 0x81
+    (page.key2.get() >> 24) as u8 | 0x81
 }
 
 /// The tag of a block's trailer.
 #[inline]
 fn tag(page: &Page, block: usize, end: usize) -> u32 {
-    let mut x = (block ^ page.key2.rotate_left(29)) as u64 ^ ((end as u64) << 32);
+    let mut x = (block ^ page.key2.get().rotate_left(29)) as u64 ^ ((end as u64) << 32);
     x = (x ^ (x >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (x ^ (x >> 29)) as u32
 }
@@ -281,8 +281,8 @@ mod tests {
 
     #[test]
     fn seal_catches_overflows_of_one_byte() {
-        let mut page = Page::EMPTY;
-        page.key2 = 0x9abc_def0;
+        let page = Page::EMPTY;
+        page.key2.set(0x9abc_def0);
         let mut block = [0u8; 64];
         let p = block.as_mut_ptr();
         // SAFETY: the block is a local array of 64 bytes.

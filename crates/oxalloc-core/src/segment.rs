@@ -27,6 +27,7 @@ use crate::page::{live_word_offset, Page, LIVE_WORD_SHIFT};
 use crate::util::align::align_up;
 use crate::util::list::{Linked, Links};
 use crate::util::sync::{AtomicU8, AtomicUsize, Ordering};
+use core::cell::Cell;
 use core::ptr;
 
 /// The values a segment's `thread_id` (and the thread id a free is made with) can take besides
@@ -219,7 +220,7 @@ impl Segment {
             let live_bias = live.wrapping_sub(live_word_offset(at as usize));
             for i in 0..page_count {
                 pages.add(i).write(Page {
-                    live_bias,
+                    live_bias: Cell::new(live_bias),
                     ..Page::EMPTY
                 });
             }
@@ -295,7 +296,7 @@ impl Segment {
         let bit = 1u64 << index;
         // SAFETY: per the contract; the slot fields are the owner's.
         unsafe {
-            debug_assert!(!(*Segment::page(this, index)).assigned);
+            debug_assert!(!(*Segment::page(this, index)).assigned.get());
             if (*this).used_since_zeroed & bit != 0 {
                 (*this).dirty_new |= bit;
                 (*this).dirty_old &= !bit;
@@ -311,7 +312,7 @@ impl Segment {
         // SAFETY: per the contract; indices stay below `page_count`.
         unsafe {
             (0..(*this).page_count)
-                .filter(|&i| !(*Segment::page(this, i)).assigned)
+                .filter(|&i| !(*Segment::page(this, i)).assigned.get())
                 .fold(0, |m, i| m | 1 << i)
                 & (*this).used_since_zeroed
         }
@@ -375,7 +376,7 @@ impl Segment {
             if (*this).used_pages == (*this).page_count {
                 return None;
             }
-            (0..(*this).page_count).find(|&i| !(*Segment::page(this, i)).assigned)
+            (0..(*this).page_count).find(|&i| !(*Segment::page(this, i)).assigned.get())
         }
     }
 }

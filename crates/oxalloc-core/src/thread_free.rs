@@ -126,6 +126,13 @@ impl ThreadFree {
         }
     }
 
+    /// Empties the list and sets `state`: for a page slot being set up, which no other thread
+    /// pushes on (none of its blocks is live).
+    pub fn reset(&self, state: usize) {
+        debug_assert!(state & !delayed::MASK == 0);
+        self.0.store(state, Ordering::Relaxed);
+    }
+
     /// Takes the whole list, keeping the state (owner only). Returns its first block, or 0.
     pub fn take_all(&self) -> usize {
         let mut tf = self.0.load(Ordering::Relaxed);

@@ -22,35 +22,39 @@ use crate::util::sync::Ordering;
 /// # Safety
 /// The calling thread owns the page.
 pub unsafe fn check_page(page: &Page, quarantined: u32) {
-    assert!(page.assigned, "page {:p} in a queue is not assigned", page);
     assert!(
-        page.capacity <= page.reserved && page.used <= page.capacity,
+        page.assigned.get(),
+        "page {:p} in a queue is not assigned",
+        page
+    );
+    assert!(
+        page.capacity.get() <= page.reserved.get() && page.used.get() <= page.capacity.get(),
         "page {:p}: used {} capacity {} reserved {}",
         page,
-        page.used,
-        page.capacity,
-        page.reserved
+        page.used.get(),
+        page.capacity.get(),
+        page.reserved.get()
     );
     // SAFETY: the caller owns the page.
     let (free, local) = unsafe { (page.free_len(), page.local_free_len()) };
     assert_eq!(
-        page.used + free + local,
-        page.capacity,
+        page.used.get() + free + local,
+        page.capacity.get(),
         "page {:p}: used {} + free {} + local_free {} != capacity {}",
         page,
-        page.used,
+        page.used.get(),
         free,
         local,
-        page.capacity
+        page.capacity.get()
     );
     assert_eq!(
         page.live_count() + quarantined,
-        page.used,
+        page.used.get(),
         "page {:p}: live bits {} + quarantined {} != used {}",
         page,
         page.live_count(),
         quarantined,
-        page.used
+        page.used.get()
     );
 }
 
@@ -75,7 +79,8 @@ pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
             );
             check_page(
                 page,
-                heap.quarantine.count_in(page.start as usize, page.end()),
+                heap.quarantine
+                    .count_in(page.start.get() as usize, page.end()),
             );
         });
     }
@@ -83,22 +88,28 @@ pub unsafe fn check_heap<S: Os>(heap: &Heap<S>) {
         list.check();
         let mut seg = list.first();
         while !seg.is_null() {
-            // SAFETY: listed segments are owned by this heap.
-            let s = unsafe { &*seg };
-            assert!(s.in_heap_list, "segment {seg:p} listed without its flag");
-            assert_eq!(s.thread_id.load(Ordering::Relaxed), heap.thread_id);
+            // SAFETY: listed segments are owned by this heap. Fields are read through the raw
+            // pointer: a `&Segment` would cover its registry links, which other threads write
+            // (under the registry lock) as they register and release segments.
+            let (in_heap_list, thread_id, used_pages, page_count) = unsafe {
+                (
+                    (*seg).in_heap_list,
+                    (*seg).thread_id.load(Ordering::Relaxed),
+                    (*seg).used_pages,
+                    (*seg).page_count,
+                )
+            };
+            assert!(in_heap_list, "segment {seg:p} listed without its flag");
+            assert_eq!(thread_id, heap.thread_id);
             assert!(
-                s.used_pages < s.page_count,
+                used_pages < page_count,
                 "full segment {seg:p} in the free-slot list"
             );
-            let assigned = s.pages[..s.page_count]
-                .iter()
-                .filter(|p| p.assigned)
+            let assigned = (0..page_count)
+                // SAFETY: as above; `i < page_count`.
+                .filter(|&i| unsafe { (*Segment::page(seg, i)).assigned.get() })
                 .count();
-            assert_eq!(
-                assigned, s.used_pages,
-                "segment {seg:p} miscounts its pages"
-            );
+            assert_eq!(assigned, used_pages, "segment {seg:p} miscounts its pages");
             // SAFETY: `seg` is in this list.
             seg = unsafe { List::<Segment, crate::segment::InOwnerList>::next(seg) };
         }

@@ -139,7 +139,7 @@ pub unsafe fn heap_visit<S: Os>(
                     continue;
                 }
                 let page = &(*seg).pages[i];
-                if !page.assigned || page.heap.load(Ordering::Relaxed) != own {
+                if !page.assigned.get() || page.heap.load(Ordering::Relaxed) != own {
                     continue;
                 }
                 mark_free(page, &mut free);
@@ -167,9 +167,9 @@ pub unsafe fn heap_visit<S: Os>(
 /// The segment is registered and the registry is locked; `own` is the calling thread's heap.
 unsafe fn copy_segment(seg: *const Segment, own: usize, copy: &mut SegmentCopy) {
     // Fields are read through the raw pointer, one at a time: other threads own the segment
-    // and write its plain fields meanwhile, so a `&Segment` (or `&Page`) covering them would
-    // be a data race (Miri reports it); the atomics and the fields fixed while the segment is
-    // registered are what this reads.
+    // and write its plain fields meanwhile, so a `&Segment` covering them would be a data race
+    // (Miri reports it); the atomics and the fields fixed while the segment is registered are
+    // what this reads. (A `&Page` would do: every field of a page is a cell or an atomic.)
     // SAFETY: per the contract the segment is mapped while the registry is locked.
     let (kind, page_count) = unsafe { ((*seg).kind, (*seg).page_count) };
     copy.area = AreaInfo {
@@ -201,8 +201,15 @@ unsafe fn copy_segment(seg: *const Segment, own: usize, copy: &mut SegmentCopy) 
             // SAFETY: the page is the caller's.
             unsafe { exact_info(&*page, i as u32) }
         } else {
-            // SAFETY: as above.
-            let (start, end) = unsafe { Segment::page_area(seg, i) };
+            // SAFETY: as above. A huge segment's `size` changes in realloc on the block's
+            // user's thread, so its end comes from the published size, and its start from the
+            // page (fixed while the segment is registered): `page_area` would read `size`.
+            let (start, end) = unsafe {
+                match kind {
+                    SegmentKind::Huge => ((*page).start.get(), seg as usize + copy.area.size),
+                    _ => Segment::page_area(seg, i),
+                }
+            };
             let block_size = match kind {
                 SegmentKind::Huge => end - start as usize,
                 _ => bin_size(published.bin as usize),
@@ -230,13 +237,13 @@ unsafe fn exact_info(page: &Page, index: u32) -> PageInfo {
     // SAFETY: per the contract.
     let pending = unsafe { page.thread_free_len() };
     PageInfo {
-        start: page.start as usize,
+        start: page.start.get() as usize,
         index,
-        bin: page.bin as u32,
-        block_size: page.block_size,
-        reserved: page.reserved,
-        capacity: page.capacity,
-        used: page.used.saturating_sub(pending),
+        bin: page.bin.get() as u32,
+        block_size: page.block_size.get(),
+        reserved: page.reserved.get(),
+        capacity: page.capacity.get(),
+        used: page.used.get().saturating_sub(pending),
         exact: 1,
         full: (page.flags() & FLAG_IN_FULL != 0) as u32,
     }
@@ -249,14 +256,14 @@ unsafe fn exact_info(page: &Page, index: u32) -> PageInfo {
 unsafe fn mark_free(page: &Page, free: &mut [u64; 64]) {
     let mut mark = |b: usize| {
         if page.contains(b) {
-            let i = (b - page.start as usize) / page.block_size;
+            let i = (b - page.start.get() as usize) / page.block_size.get();
             free[i / 64] |= 1 << (i % 64);
         }
     };
     // SAFETY: the owner may walk its page's lists; every link is checked to stay in the page.
     unsafe {
-        let bound = page.reserved as usize + 1;
-        for list in [page.free, page.local_free] {
+        let bound = page.reserved.get() as usize + 1;
+        for list in [page.free.get(), page.local_free.get()] {
             let mut b = list;
             let mut n = 0;
             while !b.is_null() && n < bound && page.contains(b as usize) {
@@ -294,7 +301,7 @@ pub unsafe fn snapshot<S: Os>(
         unsafe {
             let seg = &*seg;
             for page in &seg.pages[..seg.page_count] {
-                if page.assigned {
+                if page.assigned.get() {
                     page_live(page, &mut s, &mut live_blocks);
                 }
             }
@@ -339,14 +346,16 @@ pub unsafe fn snapshot<S: Os>(
 /// # Safety
 /// Nobody but remote freers changes the page meanwhile, and the caller may read its lists.
 unsafe fn page_live(page: &Page, s: &mut Snapshot, live_blocks: &mut u64) {
-    let bin = page.bin as usize;
+    let bin = page.bin.get() as usize;
     // SAFETY: per the contract.
     let (free, pending) = unsafe { (page.free_len(), page.thread_free_len()) };
     s.bins[bin] = s.bins[bin].wrapping_sub(free as u64);
     // Blocks freed by other threads count as used until collected; they are free really.
-    let used = page.used.saturating_sub(pending) as u64;
+    let used = page.used.get().saturating_sub(pending) as u64;
     *live_blocks = live_blocks.wrapping_add(used);
-    s.live_bytes = s.live_bytes.wrapping_add(used * page.block_size as u64);
+    s.live_bytes = s
+        .live_bytes
+        .wrapping_add(used * page.block_size.get() as u64);
 }
 
 /// Adds the exact live blocks of the caller's own heap to a snapshot, and takes the blocks
@@ -369,7 +378,7 @@ unsafe fn own_heap_live<S: Os>(heap: &Heap<S>, s: &mut Snapshot, live_blocks: &m
             }
             let page = &*Segment::page_of(seg, b.cast());
             *live_blocks = live_blocks.wrapping_sub(1);
-            s.live_bytes = s.live_bytes.wrapping_sub(page.block_size as u64);
+            s.live_bytes = s.live_bytes.wrapping_sub(page.block_size.get() as u64);
             b = *(b as *const usize) as *const Block;
             steps += 1;
         }
