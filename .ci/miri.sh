@@ -16,15 +16,17 @@
 # every 509th byte). The times Miri reports (--report-time) are its virtual clock, not wall
 # time: the whole set reads 84 s on it and takes several minutes of real time per process.
 #
+# The multi-threaded tests run with the others: many_threads_cross_free_without_losing_blocks
+# (owners allocating and refilling pages while other threads free into them),
+# remote_frees_come_back_to_the_owner and snapshots_while_another_thread_allocates. Miri used
+# to report a data race in the first, real undefined behaviour: the owner took `&mut Page`
+# (page_life::refill, every `&mut self` method of Page), whose retag writes the whole struct,
+# while other threads' frees held `&Page`, whose retag reads every byte outside an UnsafeCell.
+# Now no `&mut Page` is made once a segment is set up: every field of a Page is a Cell written by
+# its owner or an atomic, and its methods take `&self` (page.rs, "Sharing"); segment headers are
+# reached one field at a time through raw pointers.
+#
 # Left out (MIRI_SKIP's default):
-# - tests::many_threads_cross_free_without_losing_blocks: Miri reports a data race in it that
-#   is real undefined behaviour and needs a design change: the owner of a page takes `&mut Page`
-#   (page_life::refill, and every `&mut self` method of Page) while other threads free into the
-#   same page (free_remote takes `&Page` and pushes on its atomic `thread_free`); the `&mut`
-#   asserts exclusive access to the whole page, atomics included. The fix is a Page whose
-#   owner-only fields are reached without a reference covering the shared atomics.
-#   (remote_frees_come_back_to_the_owner and snapshots_while_another_thread_allocates run:
-#   their other threads do not overlap the owner's page updates.)
 # - tests::free_pages_of_a_live_segment_are_purged_after_the_delay: 39-51 s under Miri before
 #   the live bitmap, more than five minutes without finishing after it (Page::init then read
 #   every granule's live bit under a debug assertion, which Miri now skips; not run since).
@@ -43,8 +45,8 @@
 # allocation, hence the smaller tests.
 #
 # MIRI_TESTS="..." runs only the tests whose names contain one of the words given (libtest
-# filters); MIRI_SKIP="" runs the left-out test too (MIRI_SKIP names the tests to skip), and
-# MIRI_SKIP="" MIRI_TESTS=many_threads shows the race alone. MIRIFLAGS defaults:
+# filters); MIRI_SKIP="" runs the left-out tests too (MIRI_SKIP names the tests to skip).
+# MIRIFLAGS defaults:
 #   -Zmiri-ignore-leaks           the tests leak their allocator and its region on purpose
 #   -Zmiri-permissive-provenance  free-list links are XOR-encoded integers turned back into
 #                                 pointers, by design; Miri warns at every such cast otherwise
@@ -57,7 +59,7 @@ ensure_component nightly miri
 export CARGO_TARGET_DIR="$(target_dir)/miri-$(basename "$PWD")"
 cargo +nightly miri setup || fail "cargo miri setup"
 export MIRIFLAGS="${MIRIFLAGS--Zmiri-ignore-leaks -Zmiri-permissive-provenance}"
-skip=" ${MIRI_SKIP-tests::many_threads_cross_free_without_losing_blocks tests::free_pages_of_a_live_segment_are_purged_after_the_delay profile::tests::mean_interval_matches_the_rate profile::tests::blocks_are_sampled_with_the_right_probability profile::tests::table_records_finds_and_releases} "
+skip=" ${MIRI_SKIP-tests::free_pages_of_a_live_segment_are_purged_after_the_delay profile::tests::mean_interval_matches_the_rate profile::tests::blocks_are_sampled_with_the_right_probability profile::tests::table_records_finds_and_releases} "
 # The heaviest tests by Miri's (virtual) clock, dealt out first so that the halves take about as
 # long as each other.
 heavy="tests::random_replacement_keeps_the_heap_consistent tests::secure_mode_seals_fills_and_gives_everything_back tests::malloc_free_many_sizes_reuses_memory tests::snapshots_while_another_thread_allocates tests::frees_into_abandoned_segments_are_released_by_the_purge_clock size_class::tests::every_size_round_trips tests::remote_frees_come_back_to_the_owner tests::huge_blocks_map_cache_and_unmap"
