@@ -24,11 +24,14 @@ use crate::segment::{
 use crate::span_cache::{Span, SpanCache, CACHE_SPAN_MAX};
 use crate::stats::GlobalCounters;
 use crate::util::list::List;
-use crate::util::sync::{AtomicU64, AtomicUsize, Ordering, SpinLock};
+use crate::util::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, SpinLock};
 use core::ptr::{self, NonNull};
 
 /// Most abandoned segments one [`Arena::pop_abandoned_with_frees`] looks at (under the lock).
 const ABANDONED_SCAN: usize = 64;
+/// Most segments the purge thread claims slots of in one pass over the registry (it purges
+/// them outside the registry lock, then passes again).
+const PURGE_BATCH: usize = 32;
 
 /// The registry of segments and the abandoned ones, under one lock.
 pub(crate) struct SegmentLists {
@@ -60,6 +63,16 @@ pub struct Arena<S: Os + 'static> {
     secure: AtomicUsize,
     /// The heap profile's settings and its table of live samples.
     pub profile: Profiler,
+    /// Whether owners publish their free page slots for the purge thread
+    /// ([`Arena::enable_purge_thread`]); never turned off.
+    purge_thread: AtomicBool,
+    /// A slot was published since the purge thread last passed over the registry, or it saw
+    /// published slots that were not due yet: its next pass has work.
+    purge_pending: AtomicBool,
+    /// Held by the purge thread from its claim of a batch of slots to the end of their purge
+    /// (so `fork()`, which takes it, never leaves a child with slots claimed by a thread it does
+    /// not have). Taken before `segments`.
+    purging: SpinLock<()>,
 }
 
 // SAFETY: all mutable state is behind spin locks or atomics; raw pointers in it refer to
@@ -85,7 +98,29 @@ impl<S: Os + 'static> Arena<S> {
             abandoned_now: AtomicUsize::new(0),
             secure: AtomicUsize::new(0),
             profile: Profiler::new(),
+            purge_thread: AtomicBool::new(false),
+            purge_pending: AtomicBool::new(false),
+            purging: SpinLock::new(()),
         }
+    }
+
+    /// Turns on the publication of free page slots for a purge thread, which the front end
+    /// runs and which calls [`Arena::background_purge`]. For good: once a slot may be in the
+    /// purge thread's hands, every owner must take it back through the claim protocol. (Turned
+    /// on late, it is safe too: slots freed before are simply not published.) Refused (false)
+    /// on targets without 64-bit atomics, whose slot masks would not hold 64 slots.
+    pub fn enable_purge_thread(&self) -> bool {
+        if !cfg!(target_has_atomic = "64") {
+            return false;
+        }
+        self.purge_thread.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether free page slots are published for a purge thread.
+    #[inline]
+    pub fn purge_thread(&self) -> bool {
+        self.purge_thread.load(Ordering::Relaxed)
     }
 
     /// Sets the `OXALLOC_SECURE` level (see `secure::level`) for heaps created from now on and
@@ -365,6 +400,11 @@ impl<S: Os + 'static> Arena<S> {
             debug_assert_eq!((*seg).used_pages, 0);
             debug_assert!((*seg).kind != SegmentKind::Huge);
             let size = (*seg).size;
+            if self.purge_thread() {
+                // No slot may stay published, nor be in the purge thread's hands, once the
+                // segment leaves the registry.
+                self.withdraw(seg, !0);
+            }
             self.unregister(seg);
             self.cache_put(seg.cast(), size);
         }
@@ -377,26 +417,154 @@ impl<S: Os + 'static> Arena<S> {
     /// # Safety
     /// The calling thread owns `seg` (its heap's, or taken off the abandoned list), and every
     /// slot in `mask` is free.
-    pub(crate) unsafe fn purge_slots(&self, seg: *mut Segment, mask: u64) -> usize {
+    pub(crate) unsafe fn purge_slots(&self, seg: *mut Segment, all: u64) -> usize {
         let mut purged = 0;
         let mut zeroed = true;
         // SAFETY: the caller owns the segment, so its plain fields are ours; other threads
         // only read its pages' atomics, and the slots are free, inside the segment's mapping.
         unsafe {
-            debug_assert!((0..(*seg).page_count)
-                .all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned.get()));
+            // With a purge thread, the slots it claimed are its to purge (or purged already).
+            let mask = if self.purge_thread() {
+                Segment::withdraw_slots(seg, all, false).0
+            } else {
+                all
+            };
+            debug_assert!(
+                (0..(*seg).page_count).all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned.get())
+            );
             Segment::slot_runs(seg, mask, |start, len| {
                 zeroed &= self.os.purge(NonNull::new_unchecked(start as *mut u8), len);
                 purged += len;
             });
-            (*seg).dirty_new &= !mask;
-            (*seg).dirty_old &= !mask;
+            (*seg).dirty_new &= !all;
+            (*seg).dirty_old &= !all;
             if zeroed {
                 (*seg).used_since_zeroed &= !mask;
             }
         }
         self.counters
             .purged_bytes
+            .fetch_add(purged as u64, Ordering::Relaxed);
+        purged
+    }
+
+    /// Records that page slot `index` of `seg` was just freed, its memory resident (see
+    /// `Segment::slot_freed`), and publishes it for the purge thread if there is one.
+    ///
+    /// # Safety
+    /// The calling thread owns `seg`, and slot `index` was just freed.
+    pub(crate) unsafe fn slot_freed(&self, seg: *mut Segment, index: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            Segment::slot_freed(seg, index);
+            if self.purge_thread() && (*seg).used_since_zeroed & (1 << index) != 0 {
+                Segment::publish_free_slot(seg, index, self.os.now_ms());
+                self.purge_pending.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes the slots of `mask` back from the purge thread, waiting for those it holds, and
+    /// counts the waits.
+    ///
+    /// # Safety
+    /// The calling thread owns `seg`.
+    unsafe fn withdraw(&self, seg: *mut Segment, mask: u64) {
+        // SAFETY: per the contract.
+        if unsafe { Segment::withdraw_slots(seg, mask, true) }.1 {
+            self.counters.purge_waits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes free page slot `index` of `seg` for a new page: back from the purge thread first
+    /// (waiting for its purge if it claimed the slot), then as `Segment::take_slot_zeroed`.
+    /// Returns whether the slot's memory reads as zero.
+    ///
+    /// # Safety
+    /// The calling thread owns `seg`, and slot `index` is free.
+    pub(crate) unsafe fn take_slot(&self, seg: *mut Segment, index: usize) -> bool {
+        // SAFETY: per the contract.
+        unsafe {
+            if self.purge_thread() {
+                self.withdraw(seg, 1 << index);
+            }
+            Segment::take_slot_zeroed(seg, index)
+        }
+    }
+
+    /// The purge thread's work, every purge delay: purges the cached spans that have waited out
+    /// the delay, and the free page slots that every segment's owner published (see
+    /// `Segment::purge_ready`) and that have stayed free for a whole delay, in segments of any
+    /// thread, live or abandoned. Claims are made under the registry lock, a batch at a time,
+    /// and purged outside it. Returns the bytes of page slots purged. Never allocates.
+    pub fn background_purge(&self) -> usize {
+        self.decay();
+        if !self.purge_thread() || !self.purge_pending.swap(false, Ordering::Relaxed) {
+            return 0;
+        }
+        let delay = options::get(Opt::PurgeDelay) as u64;
+        let now = self.os.now_ms();
+        let mut purged = 0;
+        let mut not_due = false;
+        loop {
+            let hold = self.purging.lock();
+            let mut batch = [(ptr::null_mut::<Segment>(), 0u64); PURGE_BATCH];
+            let mut n = 0;
+            let mut more = false;
+            {
+                let lists = self.segments.lock();
+                let mut seg = lists.registry.first();
+                while !seg.is_null() {
+                    // SAFETY: `seg` is registered and the lock keeps it so; `kind` is fixed
+                    // from its set-up (before it was registered, under this lock), and the
+                    // claim touches only atomics.
+                    unsafe {
+                        if (*seg).kind != SegmentKind::Huge
+                            && (*seg).purge_ready.load(Ordering::Acquire) != 0
+                        {
+                            if now < (*seg).purge_since.load(Ordering::Relaxed) + delay {
+                                not_due = true;
+                            } else if n == PURGE_BATCH {
+                                more = true;
+                                break;
+                            } else {
+                                let won = Segment::claim_published(seg);
+                                if won != 0 {
+                                    batch[n] = (seg, won);
+                                    n += 1;
+                                }
+                            }
+                        }
+                        seg = List::<Segment, InRegistry>::next(seg);
+                    }
+                }
+            }
+            for &(seg, won) in &batch[..n] {
+                // SAFETY: the slots of `won` are ours until `purge_done`: free, and their
+                // owner waits for us before it reuses them or releases the segment, so the
+                // segment stays mapped and registered; the layout fields `slot_runs` reads are
+                // fixed since the segment was set up.
+                unsafe {
+                    Segment::slot_runs(seg, won, |start, len| {
+                        self.os.purge(NonNull::new_unchecked(start as *mut u8), len);
+                        purged += len;
+                    });
+                    Segment::purge_done(seg, won);
+                }
+            }
+            drop(hold);
+            if !more {
+                break;
+            }
+        }
+        if not_due {
+            self.purge_pending.store(true, Ordering::Relaxed);
+        }
+        self.counters
+            .purged_bytes
+            .fetch_add(purged as u64, Ordering::Relaxed);
+        self.counters
+            .background_purged_bytes
             .fetch_add(purged as u64, Ordering::Relaxed);
         purged
     }
@@ -487,7 +655,11 @@ impl<S: Os + 'static> Arena<S> {
     /// handler; see `SpinLock::lock_for_fork`). Returns which it took, for
     /// [`Arena::unlock_after_fork`].
     pub fn lock_for_fork(&self) -> u32 {
-        self.segments.lock_for_fork() as u32 | (self.cache.lock_for_fork() as u32) << 1
+        // The purge thread's lock first: it takes `segments` while holding it.
+        let purging = self.purging.lock_for_fork() as u32;
+        purging << 2
+            | self.segments.lock_for_fork() as u32
+            | (self.cache.lock_for_fork() as u32) << 1
     }
 
     /// Releases the locks `taken` names (what [`Arena::lock_for_fork`] returned, in the parent;
@@ -504,6 +676,9 @@ impl<S: Os + 'static> Arena<S> {
             }
             if taken & 1 != 0 {
                 self.segments.force_unlock();
+            }
+            if taken & 4 != 0 {
+                self.purging.force_unlock();
             }
         }
     }

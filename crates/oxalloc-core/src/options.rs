@@ -76,6 +76,8 @@ options! {
         "milliseconds freed memory (cached spans, free pages of live segments) stays resident before it is given back to the OS";
     Purge = "PURGE", purge::DONTNEED, &[("dontneed", purge::DONTNEED), ("free", purge::FREE)],
         "how memory is given back: `dontneed` (`MADV_DONTNEED`, RSS falls at once) or `free` (`MADV_FREE`, the kernel takes the pages only under memory pressure, so RSS stays up until then)";
+    PurgeThread = "PURGE_THREAD", 0, &[],
+        "a background thread that wakes every purge delay and gives back what waited it out (cached spans, free pages of every segment, whichever thread owns it), so memory returns while the program sleeps or only takes fast paths; started at the first segment allocation";
     DirtyMax = "DIRTY_MAX", 128 << 20, &[],
         "bytes of freed spans the span cache keeps resident; past it the oldest are purged without waiting (`mallopt(M_TRIM_THRESHOLD, n)` sets it)";
     Thp = "THP", thp::SYSTEM, &[("system", thp::SYSTEM), ("always", thp::ALWAYS), ("never", thp::NEVER)],

@@ -217,7 +217,7 @@ unsafe fn fresh_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
         let (start, end) = Segment::page_area(seg, index);
         let page = Segment::page(seg, index);
         let key = (*heap).key ^ (page as usize).rotate_left(17);
-        let zeroed = Segment::take_slot_zeroed(seg, index);
+        let zeroed = (*heap).arena.take_slot(seg, index);
         (*page).init(bin, bin_size(bin), start, end, key, zeroed);
         match (*heap).secure {
             secure::level::OFF => {}
@@ -321,7 +321,9 @@ pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
             (*heap).arena.free_segment(seg);
             return;
         }
-        Segment::slot_freed(seg, Segment::slot_index(seg, page));
+        (*heap)
+            .arena
+            .slot_freed(seg, Segment::slot_index(seg, page));
         (*heap).dirty_slots = true;
         if !(*seg).in_heap_list && (*seg).thread_id.load(Ordering::Relaxed) == (*heap).thread_id {
             owned_segment_add(heap, seg);

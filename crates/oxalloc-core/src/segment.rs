@@ -26,7 +26,7 @@ use crate::os::OS_PAGE;
 use crate::page::{live_word_offset, Page, LIVE_WORD_SHIFT};
 use crate::util::align::align_up;
 use crate::util::list::{Linked, Links};
-use crate::util::sync::{AtomicU8, AtomicUsize, Ordering};
+use crate::util::sync::{spin_hint, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
@@ -97,6 +97,20 @@ pub struct Segment {
     pub dirty_new: u64,
     /// Free, resident page slots that have waited out a whole purge epoch: purged at the next.
     pub dirty_old: u64,
+    /// With the purge thread (`OXALLOC_PURGE_THREAD`): free, resident page slots the owner has
+    /// published for it. Set by the owner when a slot is freed; cleared by whoever claims the
+    /// slot first, with one atomic read-modify-write: the owner taking the slot again (or
+    /// purging it itself, or releasing the segment), or the purge thread claiming it.
+    pub purge_ready: AtomicU64,
+    /// Slots the purge thread holds: set (before it clears them from `purge_ready`) while it
+    /// claims and purges them, cleared once their `madvise` is done. An owner that finds a slot
+    /// gone from `purge_ready` waits for its bit here to clear before it touches the slot, and
+    /// a segment is not released while any bit is set. Invariant: a bit the purge thread won
+    /// from `purge_ready` stays set here until the slot's memory is purged.
+    pub purge_busy: AtomicU64,
+    /// When a slot was last published in `purge_ready` (the source's milliseconds): the purge
+    /// thread claims the segment's published slots once this is a purge delay old.
+    pub purge_since: AtomicU64,
     /// Set while the segment is in its heap's list of segments with free page slots.
     pub in_heap_list: bool,
     /// Secure mode: an inaccessible OS page follows the header, and page 0 starts after it.
@@ -206,6 +220,9 @@ impl Segment {
             ptr::addr_of_mut!((*seg).used_since_zeroed).write(0);
             ptr::addr_of_mut!((*seg).dirty_new).write(0);
             ptr::addr_of_mut!((*seg).dirty_old).write(0);
+            ptr::addr_of_mut!((*seg).purge_ready).write(AtomicU64::new(0));
+            ptr::addr_of_mut!((*seg).purge_busy).write(AtomicU64::new(0));
+            ptr::addr_of_mut!((*seg).purge_since).write(AtomicU64::new(0));
             ptr::addr_of_mut!((*seg).in_heap_list).write(false);
             ptr::addr_of_mut!((*seg).guard).write(false);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
@@ -302,6 +319,86 @@ impl Segment {
                 (*this).dirty_old &= !bit;
             }
         }
+    }
+
+    /// Publishes free page slot `index`, whose memory is resident, for the purge thread (see
+    /// `purge_ready`), stamped with `now`.
+    ///
+    /// # Safety
+    /// `this` is a valid segment owned by the calling thread, and slot `index` is free.
+    pub unsafe fn publish_free_slot(this: *mut Segment, index: usize, now: u64) {
+        // SAFETY: per the contract; the fields are atomics.
+        unsafe {
+            // The stamp first: the purge thread reads it after it sees the bit (Acquire).
+            (*this).purge_since.store(now, Ordering::Relaxed);
+            (*this).purge_ready.fetch_or(1 << index, Ordering::Release);
+        }
+    }
+
+    /// Takes back from the purge thread the published slots in `mask` that it has not claimed:
+    /// returns them (they are the caller's to purge or reuse), and whether it had to wait. A
+    /// slot of `mask` that the purge thread claimed is not returned; with `wait`, this returns
+    /// only once its purge is done, so the caller may reuse its memory (or release the
+    /// segment).
+    ///
+    /// # Safety
+    /// `this` is a valid segment owned by the calling thread.
+    pub unsafe fn withdraw_slots(this: *mut Segment, mask: u64, wait: bool) -> (u64, bool) {
+        // SAFETY: per the contract; the fields are atomics.
+        unsafe {
+            let prev = (*this).purge_ready.fetch_and(!mask, Ordering::AcqRel);
+            if wait && !prev & mask != 0 {
+                // Some slot was not ours to take back: claimed by the purge thread, or never
+                // published. Either way its busy bit, if set, clears once the purge is done
+                // (the purge thread sets it before its claim, which our read-modify-write
+                // above follows, so this load sees it).
+                let mut spins = 0u32;
+                while (*this).purge_busy.load(Ordering::Acquire) & mask != 0 {
+                    spins += 1;
+                    if spins < 64 {
+                        spin_hint();
+                    } else {
+                        crate::util::sync::yield_now();
+                    }
+                }
+                return (prev & mask, spins != 0);
+            }
+            (prev & mask, false)
+        }
+    }
+
+    /// The purge thread's claim of the published slots of a segment it does not own: sets them
+    /// busy, then takes them from `purge_ready`. Returns the slots won, which the caller purges
+    /// and then gives back with [`Segment::purge_done`]; bits it did not win are not left busy.
+    ///
+    /// # Safety
+    /// `this` is a registered small or medium segment that stays registered during the call
+    /// (the caller holds the registry lock).
+    pub unsafe fn claim_published(this: *mut Segment) -> u64 {
+        // SAFETY: per the contract; only atomics are touched.
+        unsafe {
+            let want = (*this).purge_ready.load(Ordering::Acquire);
+            if want == 0 {
+                return 0;
+            }
+            (*this).purge_busy.fetch_or(want, Ordering::SeqCst);
+            let won = (*this).purge_ready.fetch_and(!want, Ordering::SeqCst) & want;
+            if won != want {
+                (*this)
+                    .purge_busy
+                    .fetch_and(!(want & !won), Ordering::Release);
+            }
+            won
+        }
+    }
+
+    /// Ends the purge thread's hold on the slots of `mask` (see [`Segment::claim_published`]).
+    ///
+    /// # Safety
+    /// `this` is a valid segment whose slots of `mask` the caller claimed and purged.
+    pub unsafe fn purge_done(this: *mut Segment, mask: u64) {
+        // SAFETY: per the contract.
+        unsafe { (*this).purge_busy.fetch_and(!mask, Ordering::Release) };
     }
 
     /// The free page slots that have held blocks since the memory was last zeroed.

@@ -121,6 +121,8 @@ counters! {
     abandoned: "Segments abandoned by exiting threads.",
     reclaimed: "Abandoned segments taken over by other threads.",
     purged_bytes: "Bytes given back to the OS while staying mapped.",
+    background_purged_bytes: "Bytes of free page slots the purge thread purged (counted in purged_bytes too).",
+    purge_waits: "Times an owner found a page slot it wanted in the purge thread's hands and waited for its purge.",
 }
 
 /// The gauge hook (a `fn()` as an address; 0 when none): called after every change of a gauge

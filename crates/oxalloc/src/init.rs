@@ -103,6 +103,7 @@ fn read_options() {
         }
     }
     crate::ARENA.set_secure(options::get(Opt::Secure));
+    crate::purger::configure();
     if options::enabled(Opt::Verbose) {
         let mut msg = FixedBuf::<512>::new();
         let _ = write!(msg, "oxalloc: options:");
@@ -128,6 +129,7 @@ fn read_options() {
 extern "C" fn on_load() {
     process_init();
     read_options();
+    crate::purger::constructed();
     if profile::enabled() {
         oxalloc_os::backtrace::warm_up();
     }

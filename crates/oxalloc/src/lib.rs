@@ -40,6 +40,7 @@ extern crate std;
 mod allocator;
 pub mod first_class;
 mod init;
+mod purger;
 pub mod thread;
 pub mod valgrind;
 
@@ -119,12 +120,22 @@ pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
 #[cold]
 pub unsafe fn malloc_slow(size: usize) -> *mut u8 {
     let heap = thread::current();
-    if heap == sentinel() {
+    let p = if heap == sentinel() {
         // SAFETY: as in `malloc`.
-        return unsafe { malloc_unbound(size) };
-    }
-    // SAFETY: `heap` is this thread's bound heap.
-    unsafe { core_alloc::malloc_slow(heap, size) }
+        unsafe { malloc_unbound(size) }
+    } else {
+        // SAFETY: `heap` is this thread's bound heap.
+        unsafe { core_alloc::malloc_slow(heap, size) }
+    };
+    // The heap is consistent again: the purge thread may be started (which allocates).
+    purger::poll();
+    p
+}
+
+/// Whether the background purge thread (`OXALLOC_PURGE_THREAD=1`) is running in this process:
+/// it starts at the first malloc slow path after start-up (and again in a fork child).
+pub fn purge_thread_running() -> bool {
+    purger::running()
 }
 
 /// The slow path of a thread whose slot holds the sentinel: its first allocation (which binds

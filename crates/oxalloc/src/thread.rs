@@ -180,8 +180,8 @@ unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
     crate::valgrind::quiet_if_active(|| unsafe { heap_life::destroy(&HEAPS, heap) });
 }
 
-/// Which of the allocator's locks `fork_prepare` took (bit 0: heap registry, bits 1-2: arena,
-/// bit 3: program break), for `fork_parent`. Only the forking thread touches it between the two.
+/// Which of the allocator's locks `fork_prepare` took (bit 0: heap registry, bits 1-3: arena,
+/// bit 4: program break), for `fork_parent`. Only the forking thread touches it between the two.
 static FORK_TAKEN: AtomicU32 = AtomicU32::new(0);
 
 extern "C" {
@@ -201,7 +201,7 @@ extern "C" fn fork_prepare() {
     unsafe { _IO_list_lock() };
     let taken = HEAPS.lock_for_fork() as u32
         | ARENA.lock_for_fork() << 1
-        | (ARENA.os.lock_for_fork() as u32) << 3;
+        | (ARENA.os.lock_for_fork() as u32) << 4;
     FORK_TAKEN.store(taken, Ordering::Relaxed);
 }
 
@@ -210,8 +210,8 @@ extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took the locks named by `taken`, and the stdio list lock once more
     // than glibc's fork released.
     unsafe {
-        ARENA.os.unlock_after_fork(taken & 8 != 0);
-        ARENA.unlock_after_fork((taken >> 1) & 3);
+        ARENA.os.unlock_after_fork(taken & 16 != 0);
+        ARENA.unlock_after_fork((taken >> 1) & 7);
         HEAPS.unlock_after_fork(taken & 1 != 0);
         _IO_list_unlock();
     }
@@ -228,4 +228,5 @@ extern "C" fn fork_child() {
         _IO_list_resetlock();
     }
     crate::init::after_fork_child();
+    crate::purger::after_fork_child();
 }

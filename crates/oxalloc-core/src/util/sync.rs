@@ -73,6 +73,15 @@ mod narrow {
         pub fn fetch_sub(&self, v: u64, o: Ordering) -> u64 {
             self.0.fetch_sub(v as usize, o) as u64
         }
+        /// Bitwise and, returning the previous value (the low word only: slot masks of the
+        /// purge thread, which the front end never starts on these targets, need all 64 bits).
+        pub fn fetch_and(&self, v: u64, o: Ordering) -> u64 {
+            self.0.fetch_and(v as usize, o) as u64
+        }
+        /// Bitwise or, returning the previous value (the low word only, as `fetch_and`).
+        pub fn fetch_or(&self, v: u64, o: Ordering) -> u64 {
+            self.0.fetch_or(v as usize, o) as u64
+        }
         /// Stores the maximum, returning the previous value.
         pub fn fetch_max(&self, v: u64, o: Ordering) -> u64 {
             self.0.fetch_max(v as usize, o) as u64
@@ -130,7 +139,9 @@ fn current_id() -> usize {
     }
 }
 
-fn yield_now() {
+/// Gives the CPU to another thread (the registered `sched_yield`, or a spin hint before it is
+/// registered), for a thread that waits on another one.
+pub fn yield_now() {
     let f = YIELD.load(Ordering::Relaxed);
     if f == 0 {
         core::hint::spin_loop();
