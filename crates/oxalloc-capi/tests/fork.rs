@@ -9,9 +9,13 @@ mod common;
 use common::*;
 
 fn run_many(program: &str, runs: usize, forks: &str) {
+    run_many_with(program, runs, forks, &[]);
+}
+
+fn run_many_with(program: &str, runs: usize, forks: &str, env: &[(&str, &str)]) {
     let bin = compile(program, false);
     for run in 0..runs {
-        let out = run_preloaded(&bin, &[forks], &[]);
+        let out = run_preloaded(&bin, &[forks], env);
         assert_passed(&format!("{program} run {run}"), &out);
     }
 }
@@ -24,4 +28,17 @@ fn fork_from_a_signal_handler_inside_malloc() {
 #[test]
 fn fork_while_stdio_allocates_under_its_locks() {
     run_many("fork_stdio.c", 10, "300");
+}
+
+/// The same with the background purge thread running (with a 1 ms delay, so it claims and
+/// purges all the time): the atfork handlers wait for its purge lock, which it never holds while
+/// it waits for another lock.
+#[test]
+fn fork_from_a_signal_handler_with_the_purge_thread() {
+    run_many_with(
+        "fork_signal.c",
+        5,
+        "1000",
+        &[("OXALLOC_PURGE_THREAD", "1"), ("OXALLOC_PURGE_DELAY", "1")],
+    );
 }

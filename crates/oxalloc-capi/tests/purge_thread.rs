@@ -1,6 +1,8 @@
 //! The background purge thread (`OXALLOC_PURGE_THREAD=1`), with `c/purge_thread.c`: memory
 //! comes back while the program only sleeps (and, without the thread, what stays); a fork while
-//! the thread runs leaves a child that allocates and starts a thread of its own; threads that
+//! the thread runs leaves a child that allocates and starts a thread of its own (and a fork from
+//! a signal handler inside malloc still never hangs: `fork.rs` runs `c/fork_signal.c` with the
+//! thread too); threads that
 //! allocate and free while the thread claims and purges their free page slots lose nothing.
 
 mod common;
@@ -62,6 +64,32 @@ fn memory_comes_back_while_the_program_sleeps() {
         end > 64.0,
         "without the purge thread, a sleeping program was expected to keep the span cache's \
          dirty spans (up to 128 MiB) resident; RSS {end} MiB over the start after 2 s:\n{text}"
+    );
+}
+
+/// Two threads allocate 256 MiB of 64-byte blocks and exit; the main thread frees them all and
+/// sleeps. With the thread, the abandoned segments are recycled (reclaimed and abandoned again,
+/// releasing the pages that became empty) and their memory comes back within 4 purge delays;
+/// without it, nothing runs while the program sleeps and it all stays.
+#[test]
+fn abandoned_segments_come_back_while_the_program_sleeps() {
+    let bin = compile("purge_thread.c", false);
+    let on = run_preloaded(&bin, &["abandoned"], &[("OXALLOC_PURGE_THREAD", "1")]);
+    let text = output(&on);
+    assert_passed("purge_thread abandoned (thread on)", &on);
+    let at4 = number_after(&text, "RSS over start").unwrap();
+    assert!(
+        at4 < 16.0,
+        "with the purge thread, RSS {at4} MiB over the start after 4 purge delays:\n{text}"
+    );
+    let off = run_preloaded(&bin, &["abandoned"], &[]);
+    let text = output(&off);
+    assert_passed("purge_thread abandoned (thread off)", &off);
+    let end = number_after(&text, "4 delays,").unwrap();
+    assert!(
+        end > 128.0,
+        "without the purge thread, the abandoned segments were expected to stay resident while \
+         the program sleeps; RSS {end} MiB over the start after 2 s:\n{text}"
     );
 }
 

@@ -507,12 +507,30 @@ impl<S: Os + 'static> Arena<S> {
         let mut purged = 0;
         let mut not_due = false;
         loop {
-            let hold = self.purging.lock();
+            // Never wait for `segments` while holding `purging`: the thread that holds it may
+            // have been interrupted by a signal handler that forks, whose atfork handler waits
+            // for `purging`. Let go of both and try again a few times, then at the next wake.
+            let mut tries = 0;
+            let held = loop {
+                let hold = self.purging.lock();
+                if let Some(lists) = self.segments.try_lock() {
+                    break Some((hold, lists));
+                }
+                drop(hold);
+                tries += 1;
+                if tries == 16 {
+                    break None;
+                }
+                crate::util::sync::yield_now();
+            };
+            let Some((hold, lists)) = held else {
+                not_due = true;
+                break;
+            };
             let mut batch = [(ptr::null_mut::<Segment>(), 0u64); PURGE_BATCH];
             let mut n = 0;
             let mut more = false;
             {
-                let lists = self.segments.lock();
                 let mut seg = lists.registry.first();
                 while !seg.is_null() {
                     // SAFETY: `seg` is registered and the lock keeps it so; `kind` is fixed
@@ -538,6 +556,7 @@ impl<S: Os + 'static> Arena<S> {
                         seg = List::<Segment, InRegistry>::next(seg);
                     }
                 }
+                drop(lists);
             }
             for &(seg, won) in &batch[..n] {
                 // SAFETY: the slots of `won` are ours until `purge_done`: free, and their

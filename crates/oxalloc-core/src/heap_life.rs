@@ -9,7 +9,7 @@ use crate::first_class;
 use crate::free::{drain_delayed, flush_quarantine};
 use crate::heap::{BindFn, Heap, HeapRegistry};
 use crate::os::Os;
-use crate::page_life::{collect, owned_segment_remove, release_page};
+use crate::page_life::{collect, owned_segment_remove, reclaim, release_page};
 use crate::page_queue::{PageQueue, FULL};
 use crate::segment::{owner, InOwnerList, Segment};
 use crate::thread_free::delayed;
@@ -122,4 +122,33 @@ pub(crate) unsafe fn return_pending<S: Os>(heap: *mut Heap<S>) {
                 .add_allocations((*page).bin.get() as usize, 1u64.wrapping_neg());
         }
     }
+}
+
+/// The purge thread's pass over abandoned segments: takes up to `max` of them that other
+/// threads have freed blocks into since they were abandoned, reclaims them into `heap` (which
+/// collects those frees and releases the pages that became empty, and the segment when nothing
+/// is left in it), then abandons what is left again at once, so the segments stay available to
+/// the next thread that needs one. Returns how many were taken (each counts as reclaimed and
+/// abandoned once more in the statistics).
+///
+/// # Safety
+/// `heap` came from [`create`], belongs to the calling thread, holds no page and is used for
+/// nothing else (it is left empty again, and may be passed here again).
+pub unsafe fn recycle_abandoned<S: Os>(heap: *mut Heap<S>, max: usize) -> usize {
+    let mut n = 0;
+    // SAFETY: per the contract, the heap is ours; the abandoned list hands each segment to us.
+    unsafe {
+        debug_assert!((*heap).pages.queues.iter().all(|q| q.first().is_null()));
+        while n < max {
+            let Some(seg) = (*heap).arena.pop_abandoned_with_frees() else {
+                break;
+            };
+            reclaim(heap, seg);
+            n += 1;
+        }
+        if n != 0 {
+            abandon(heap);
+        }
+    }
+    n
 }

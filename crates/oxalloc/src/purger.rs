@@ -4,6 +4,10 @@
 //! owners of live and abandoned segments published for it. Without it, purging runs on the
 //! program's slow paths, so a program that frees and then sleeps keeps its memory resident.
 //!
+//! Abandoned segments (of threads that exited) that other threads have freed blocks into since
+//! are reclaimed into the thread's own heap and abandoned again at once
+//! ([`heap_life::recycle_abandoned`]), which releases their pages that became empty.
+//!
 //! Starting it: lazily, from the malloc slow path ([`poll`], after the core's slow path has
 //! returned, so the heap is consistent), once the library's constructor has run (not during
 //! the loader's and other libraries' early calls). `pthread_create` itself allocates (the new
@@ -19,8 +23,10 @@
 //! owners that exit publish their segments' free slots as they abandon them); at process exit
 //! the thread dies with the process (it holds no lock across anything but its own short steps).
 
-use crate::ARENA;
+use crate::thread::thread_id;
+use crate::{ARENA, HEAPS};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use oxalloc_core::heap_life;
 use oxalloc_core::options::{self, Opt};
 
 /// The option is off (or the thread cannot run on this target).
@@ -110,10 +116,17 @@ fn start() {
     );
 }
 
+/// Most abandoned segments one wake of the purge thread recycles.
+const RECYCLES_PER_WAKE: usize = 64;
+
 /// The purge thread: sleeps a purge delay, purges, forever.
 extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: naming the calling thread writes its `comm` with prctl; the name fits in 16 bytes.
     unsafe { libc::pthread_setname_np(libc::pthread_self(), c"oxalloc-purge".as_ptr()) };
+    // A heap of its own, never bound to its TLS slot (the thread allocates nothing): abandoned
+    // segments are reclaimed into it and abandoned again, which releases what other threads
+    // freed in them after their owner exited (null when out of memory: that part is skipped).
+    let heap = heap_life::create(&HEAPS, &ARENA, crate::thread::bind_thread, thread_id());
     loop {
         let ms = (options::get(Opt::PurgeDelay) as u64).max(MIN_SLEEP_MS);
         let ts = libc::timespec {
@@ -123,6 +136,10 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         // SAFETY: `ts` is a valid timespec; every signal is blocked, so no EINTR to handle.
         unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
         ARENA.background_purge();
+        if !heap.is_null() {
+            // SAFETY: the heap is this thread's, empty between passes and used for nothing else.
+            unsafe { heap_life::recycle_abandoned(heap, RECYCLES_PER_WAKE) };
+        }
     }
 }
 

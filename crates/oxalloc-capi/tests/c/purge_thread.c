@@ -4,6 +4,8 @@
  *           "purge_thread sleep: back within 16 MiB after N ms" (or "never") and the RSS over
  *           the start after 4 purge delays and at the end:
  *           "purge_thread sleep: RSS over start X MiB after 4 delays, Y MiB after 2 s".
+ *   abandoned  two threads allocate 128 MiB of 64-byte blocks each and exit; this thread frees
+ *           them all, then only sleeps, printing as the sleep mode.
  *   fork    ARG times: allocates and frees a few MiB in pages of many classes (so the purge
  *           thread has slots to claim), then forks; the child allocates and frees the same way,
  *           checks that its own purge thread has started (a thread named oxalloc-purge in
@@ -75,6 +77,8 @@ static int has_purge_thread(void) {
     return found;
 }
 
+static void sleep_and_report(const char *mode, long start);
+
 static void mode_sleep(void) {
     long start = rss_kib();
     size_t nsmall = (256u << 20) / 200, nlarge = 256;
@@ -88,6 +92,12 @@ static void mode_sleep(void) {
     for (size_t i = 0; i < nlarge; i++) free(large[i]);
     free(small);
     free(large);
+    sleep_and_report("sleep", start);
+}
+
+/* Sleeps 2 s, 10 ms at a time, and prints when RSS came back within 16 MiB of `start`, and
+ * what it was after 4 purge delays and at the end. */
+static void sleep_and_report(const char *mode, long start) {
     double t0 = now_ms(), back = -1;
     long at4 = -1;
     struct timespec ten = {0, 10 * 1000 * 1000};
@@ -97,11 +107,32 @@ static void mode_sleep(void) {
         if (back < 0 && r < 16 * 1024) back = now_ms() - t0;
         if (at4 < 0 && now_ms() - t0 >= 4 * delay_ms()) at4 = r;
     }
-    if (back >= 0) printf("purge_thread sleep: back within 16 MiB after %.0f ms\n", back);
-    else printf("purge_thread sleep: back within 16 MiB after never\n");
-    printf("purge_thread sleep: RSS over start %.1f MiB after 4 delays, %.1f MiB after 2 s\n",
+    if (back >= 0) printf("purge_thread %s: back within 16 MiB after %.0f ms\n", mode, back);
+    else printf("purge_thread %s: back within 16 MiB after never\n", mode);
+    printf("purge_thread %s: RSS over start %.1f MiB after 4 delays, %.1f MiB after 2 s\n", mode,
            at4 / 1024.0, (rss_kib() - start) / 1024.0);
-    printf("purge_thread sleep: thread %s\n", has_purge_thread() ? "running" : "absent");
+    printf("purge_thread %s: thread %s\n", mode, has_purge_thread() ? "running" : "absent");
+}
+
+#define AB_BLOCKS (128u * 1024 * 1024 / 64)
+static void *ab_thread(void *arg) {
+    void **v = arg;
+    for (size_t i = 0; i < AB_BLOCKS; i++) { v[i] = malloc(64); memset(v[i], 5, 64); }
+    return NULL;
+}
+
+/* Two threads allocate 128 MiB of 64-byte blocks each and exit; this thread frees them all
+ * (into the segments the threads abandoned), then only sleeps. */
+static void mode_abandoned(void) {
+    long start = rss_kib();
+    void **v[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) { v[i] = malloc(AB_BLOCKS * sizeof(void *)); pthread_create(&t[i], NULL, ab_thread, v[i]); }
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    long peak = rss_kib();
+    CHECK(peak - start > 200 * 1024, "only %ld MiB resident at the peak", (peak - start) / 1024);
+    for (int i = 0; i < 2; i++) { for (size_t j = 0; j < AB_BLOCKS; j++) free(v[i][j]); free(v[i]); }
+    sleep_and_report("abandoned", start);
 }
 
 /* Blocks of many classes, allocated then freed in bursts: pages retire, their slots are
@@ -224,6 +255,7 @@ int main(int argc, char **argv) {
     signal(SIGALRM, on_alarm);
     alarm(120);
     if (strcmp(mode, "sleep") == 0) mode_sleep();
+    else if (strcmp(mode, "abandoned") == 0) mode_abandoned();
     else if (strcmp(mode, "fork") == 0) mode_fork(arg ? arg : 50);
     else if (strcmp(mode, "stress") == 0) mode_stress(arg ? arg : 3000);
     else { fprintf(stderr, "unknown mode %s\n", mode); return 2; }

@@ -201,6 +201,15 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Takes the lock if it is free, without waiting.
+    #[inline]
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.owner
+            .compare_exchange(0, current_id(), Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| SpinGuard { lock: self })
+    }
+
     /// Takes the lock for `fork()` and leaves it held with no guard, so the child never sees a
     /// half-done update; pair with [`SpinLock::force_unlock`]. Returns false, taking nothing,
     /// when the calling thread holds the lock already: `fork()` was called from a signal
