@@ -4,14 +4,20 @@
 //! (acquired from the cache or the source, set up, registered) and ends (unregistered, cached,
 //! purged, unmapped).
 //!
-//! Everything here is reached from slow paths only, behind two spin locks that never allocate
-//! and under which no system call is made: `cache` (the span cache) and `segments` (registry
-//! and abandoned list).
+//! Everything here is reached from slow paths only (and from the purge thread, through
+//! [`Arena::background_purge`]), behind spin locks that never allocate and under which no
+//! system call is made: `cache` (the span cache) and `segments` (registry and abandoned list);
+//! and `purging`, which the purge thread holds while it claims and purges a batch of page slots
+//! (system calls included), taken before `segments` and only with `segments.try_lock`, so that
+//! `fork()` (which takes it first) never waits on a thread that waits on it.
 //!
 //! Invariants:
 //! - a segment is in `registry` and in the segment map from `Arena::alloc_segment` (or huge
 //!   set-up) until `Arena::free_segment` (or huge free);
 //! - a segment is in `abandoned` iff its `thread_id` is `owner::NONE` and it is registered;
+//! - with the purge thread: a slot in a segment's `purge_busy` belongs to the purge thread, which
+//!   purges it and clears the bit while holding `purging`; `free_segment` waits for every bit to
+//!   clear before it unregisters the segment;
 //! - `counters.mapped_bytes` is the sum of the sizes of the mappings the arena holds (live
 //!   segments, huge blocks and cached spans).
 

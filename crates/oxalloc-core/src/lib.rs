@@ -71,6 +71,21 @@
 //! through its raw pointer (`page`'s "Sharing", `segment`). Miri's data race detector checks
 //! this on the multi-threaded tests (`.ci/miri.sh`).
 //!
+//! ## Giving memory back
+//! Freed memory stays resident for `OXALLOC_PURGE_DELAY` ms, so a free-then-reallocate workload
+//! pays nothing, and is then purged (`Os::purge`: `MADV_DONTNEED` or `MADV_FREE`): cached spans
+//! by the arena's decay (`Arena::tick`, on cache use and every 32 page refills), free page slots
+//! of a heap's segments by its purge epoch (`page_life::purge_tick`), abandoned segments that
+//! got frees by reclaim; `malloc_trim` does it all at once (`collect`). All of that runs on the
+//! program's slow paths. With `OXALLOC_PURGE_THREAD=1` the front end also runs a purge thread
+//! that calls [`Arena::background_purge`] and [`heap_life::recycle_abandoned`] every delay, so
+//! memory comes back while the program sleeps. It purges slots of segments it does not own
+//! through a claim protocol on three atomics per segment (`Segment::purge_ready`, `purge_busy`,
+//! `purge_since`): owners publish freed resident slots; the thread marks a due segment's
+//! published slots busy, takes them with one `fetch_and`, purges them outside every lock and
+//! clears the busy bits; an owner takes a slot back with one `fetch_and` and waits while the
+//! thread holds it, and releases no segment while the thread holds any of its slots.
+//!
 //! The core is generic over [`os::Os`] so it runs on a fixed region in tests and on targets
 //! without an OS; the `oxalloc` crate binds heaps to threads and picks the real source.
 //! `DESIGN.md` at the top of the repository tells the life of a block, a page, a segment and a

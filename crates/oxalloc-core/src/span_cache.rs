@@ -9,7 +9,8 @@
 //! the cache is used and, through `Arena::tick`, every few page refills of any heap, so a
 //! program that keeps allocating in the pages it has still gets its freed spans purged; one
 //! that stops allocating altogether keeps at most the bounds above until its next slow path or
-//! `malloc_trim`.
+//! `malloc_trim`, unless the purge thread runs (`OXALLOC_PURGE_THREAD`, which decays the cache
+//! every purge delay through `Arena::background_purge`).
 //!
 //! Invariants: `len <= CACHE_MAX`; `bytes == sum(spans[..len].size)`; spans are sorted by
 //! `freed_at` (oldest first), since they are appended as they are freed.
