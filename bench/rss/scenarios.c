@@ -6,9 +6,12 @@
  *   3. 10,000 short-lived threads whose leftover blocks are freed after they exit: after trim;
  *   4. 256 MiB freed, then only small mallocs for two seconds (no trim): RSS at the end;
  *   5. scenario 1 without trim: two seconds of small mallocs instead;
- *   6. scenario 2 without trim: two seconds of small mallocs instead.
- * Usage: scenarios [123456] (default all). Output: "scenario N: <what> <MiB> MiB". */
+ *   6. scenario 2 without trim: two seconds of small mallocs instead;
+ *   7. 256 MiB of small blocks (200 B) and 256 MiB of 1 MiB blocks freed, then the program only
+ *      sleeps (no malloc at all) for two seconds: RSS after 200 ms and at the end.
+ * Usage: scenarios [1234567] (default all). Output: "scenario N: <what> <MiB> MiB". */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,14 +20,18 @@
 #include <time.h>
 #include <unistd.h>
 
+/* VmRSS in KiB, with open and read only: stdio would allocate, and a malloc here may run the
+ * allocator's slow path (and its purge clock), which the sleeping scenario must not. */
 static long rss_kib(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) v = atol(line + 6);
-    if (f) fclose(f);
-    return v;
+    static char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *line = strstr(buf, "VmRSS:");
+    return line ? atol(line + 6) : -1;
 }
 
 static long start;
@@ -138,8 +145,26 @@ static void scenario6(void) {
     report(6, "512 MiB from two exited threads freed here, then 2 s of small mallocs (no trim)");
 }
 
+/* 7. Freed, then only sleeping: nothing runs the allocator's slow paths. */
+static void scenario7(void) {
+    size_t ns = (256u << 20) / 200, nl = 256;
+    char **s = malloc(ns * sizeof *s), **l = malloc(nl * sizeof *l);
+    for (size_t i = 0; i < ns; i++) { s[i] = malloc(200); memset(s[i], 7, 200); }
+    for (size_t i = 0; i < nl; i++) { l[i] = malloc(1 << 20); memset(l[i], 7, 1 << 20); }
+    for (size_t i = 0; i < ns; i++) free(s[i]);
+    for (size_t i = 0; i < nl; i++) free(l[i]);
+    free(s);
+    free(l);
+    usleep(200 * 1000);
+    report(7, "512 MiB freed, then only sleeping: after 200 ms");
+    usleep(1800 * 1000);
+    report(7, "512 MiB freed, then only sleeping: after 2 s");
+}
+
 int main(int argc, char **argv) {
-    const char *which = argc > 1 ? argv[1] : "123456";
+    const char *which = argc > 1 ? argv[1] : "1234567";
+    static char outbuf[1 << 14];
+    setvbuf(stdout, outbuf, _IOLBF, sizeof outbuf); /* so that printing allocates nothing */
     start = rss_kib();
     if (strchr(which, '1')) scenario1();
     if (strchr(which, '2')) scenario2();
@@ -147,5 +172,6 @@ int main(int argc, char **argv) {
     if (strchr(which, '4')) scenario4();
     if (strchr(which, '5')) scenario5();
     if (strchr(which, '6')) scenario6();
+    if (strchr(which, '7')) scenario7();
     return 0;
 }

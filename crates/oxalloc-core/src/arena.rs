@@ -79,6 +79,8 @@ pub struct Arena<S: Os + 'static> {
     /// (so `fork()`, which takes it, never leaves a child with slots claimed by a thread it does
     /// not have). Taken before `segments`.
     purging: SpinLock<()>,
+    /// The front end's start of the purge thread (a `fn()` as an address; 0 when none).
+    purge_start_hook: AtomicUsize,
 }
 
 // SAFETY: all mutable state is behind spin locks or atomics; raw pointers in it refer to
@@ -107,6 +109,7 @@ impl<S: Os + 'static> Arena<S> {
             purge_thread: AtomicBool::new(false),
             purge_pending: AtomicBool::new(false),
             purging: SpinLock::new(()),
+            purge_start_hook: AtomicUsize::new(0),
         }
     }
 
@@ -121,6 +124,32 @@ impl<S: Os + 'static> Arena<S> {
         }
         self.purge_thread.store(true, Ordering::Relaxed);
         true
+    }
+
+    /// Sets the function the arena calls when it is about to allocate a segment or a huge
+    /// block while free slots are published (see [`Arena::enable_purge_thread`]): the front
+    /// end's start of its purge thread. It is called where no heap is in the middle of an
+    /// update and no lock of the arena is held, so it may allocate (re-entering malloc); it
+    /// must not fail or unwind.
+    pub fn set_purge_start_hook(&self, hook: fn()) {
+        self.purge_start_hook
+            .store(hook as usize, Ordering::Release);
+    }
+
+    /// Calls the purge thread's start hook, if free slots are published and a hook is set (a
+    /// relaxed load and a test otherwise; only on segment and huge-block allocation).
+    #[inline]
+    pub(crate) fn wake_purge_thread(&self) {
+        if !self.purge_thread() {
+            return;
+        }
+        let hook = self.purge_start_hook.load(Ordering::Acquire);
+        if hook != 0 {
+            // SAFETY: only `set_purge_start_hook` stores a non-zero value, and it stores a
+            // `fn()`.
+            let hook: fn() = unsafe { core::mem::transmute::<usize, fn()>(hook) };
+            hook();
+        }
     }
 
     /// Whether free page slots are published for a purge thread.
@@ -358,6 +387,8 @@ impl<S: Os + 'static> Arena<S> {
     /// registered, owned by nobody yet. Null when out of memory.
     pub(crate) fn alloc_segment(&self, kind: SegmentKind) -> *mut Segment {
         debug_assert!(kind != SegmentKind::Huge);
+        // Before anything: the caller (a heap's fresh page) has no update under way.
+        self.wake_purge_thread();
         let (at, size, zeroed) = match self.cache_take(SEGMENT_SIZE) {
             Some(span) => (span.ptr as *mut u8, span.size, span.zeroed),
             None => match self.map(SEGMENT_SIZE) {

@@ -39,6 +39,7 @@ pub fn huge_alloc<S: Os>(arena: &Arena<S>, size: usize, align: usize, zero: bool
     if align > MAX_ALIGN {
         return ptr::null_mut();
     }
+    arena.wake_purge_thread();
     let offset = align_up(HEADER_SIZE, align.max(OS_PAGE));
     let size = size.max(1);
     // Secure mode keeps an inaccessible OS page right after the block.

@@ -120,20 +120,17 @@ pub unsafe fn malloc_fast(size: usize) -> *mut u8 {
 #[cold]
 pub unsafe fn malloc_slow(size: usize) -> *mut u8 {
     let heap = thread::current();
-    let p = if heap == sentinel() {
+    if heap == sentinel() {
         // SAFETY: as in `malloc`.
-        unsafe { malloc_unbound(size) }
-    } else {
-        // SAFETY: `heap` is this thread's bound heap.
-        unsafe { core_alloc::malloc_slow(heap, size) }
-    };
-    // The heap is consistent again: the purge thread may be started (which allocates).
-    purger::poll();
-    p
+        return unsafe { malloc_unbound(size) };
+    }
+    // SAFETY: `heap` is this thread's bound heap.
+    unsafe { core_alloc::malloc_slow(heap, size) }
 }
 
 /// Whether the background purge thread (`OXALLOC_PURGE_THREAD=1`) is running in this process:
-/// it starts at the first malloc slow path after start-up (and again in a fork child).
+/// it starts at the first segment or huge-block allocation after start-up (and again in a fork
+/// child).
 pub fn purge_thread_running() -> bool {
     purger::running()
 }

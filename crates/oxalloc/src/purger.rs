@@ -8,9 +8,10 @@
 //! are reclaimed into the thread's own heap and abandoned again at once
 //! ([`heap_life::recycle_abandoned`]), which releases their pages that became empty.
 //!
-//! Starting it: lazily, from the malloc slow path ([`poll`], after the core's slow path has
-//! returned, so the heap is consistent), once the library's constructor has run (not during
-//! the loader's and other libraries' early calls). `pthread_create` itself allocates (the new
+//! Starting it: lazily, when the arena is about to allocate a segment or a huge block (its
+//! start hook, [`poll`]: no heap is in the middle of an update there and no arena lock is
+//! held, and the malloc paths are not touched), once the library's constructor has run (not
+//! during the loader's and other libraries' early calls). `pthread_create` itself allocates (the new
 //! thread's TLS vector, with `calloc`): those calls re-enter malloc, find the state `STARTING`
 //! and go on as any other allocation; only the thread that won the state's exchange creates.
 //! The new thread is created with every signal blocked (so no signal handler, and no `fork()`
@@ -18,8 +19,9 @@
 //!
 //! `fork()`: the child has no purge thread. The atfork handlers take the arena's purge lock
 //! (which the thread holds from its claim of slots to the end of their purge), so no claim is
-//! in flight in the child, and the child's state goes back to `IDLE`: its next malloc slow path
-//! starts a thread of its own. At thread exit nothing is needed (the purge thread never exits;
+//! in flight in the child, and the child's state goes back to `IDLE`: its next segment or huge
+//! allocation starts a thread of its own (never the atfork handler: a fork from a signal
+//! handler may have interrupted this thread's heap mid-update, and `pthread_create` allocates). At thread exit nothing is needed (the purge thread never exits;
 //! owners that exit publish their segments' free slots as they abandon them); at process exit
 //! the thread dies with the process (it holds no lock across anything but its own short steps).
 
@@ -31,7 +33,7 @@ use oxalloc_core::options::{self, Opt};
 
 /// The option is off (or the thread cannot run on this target).
 const OFF: u8 = 0;
-/// Wanted and not started: the next malloc slow path starts it.
+/// Wanted and not started: the next segment or huge-block allocation starts it.
 const IDLE: u8 = 1;
 /// A thread is creating it.
 const STARTING: u8 = 2;
@@ -56,6 +58,7 @@ const MIN_SLEEP_MS: u64 = 1;
 /// Applies `OXALLOC_PURGE_THREAD` (start-up, after the options are read; idempotent).
 pub(crate) fn configure() {
     if options::enabled(Opt::PurgeThread) && ARENA.enable_purge_thread() {
+        ARENA.set_purge_start_hook(poll);
         let _ = STATE.compare_exchange(OFF, IDLE, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
@@ -65,9 +68,8 @@ pub(crate) fn constructed() {
     CONSTRUCTED.store(true, Ordering::Release);
 }
 
-/// Starts the purge thread if it is wanted and not started. Called from the malloc slow path
-/// (the one load and test here is all it costs when the option is off).
-#[inline(always)]
+/// Starts the purge thread if it is wanted and not started: the arena's start hook, called
+/// before each segment or huge-block allocation while the option is on.
 pub(crate) fn poll() {
     if STATE.load(Ordering::Relaxed) == IDLE {
         start();
@@ -143,7 +145,8 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     }
 }
 
-/// In a fork child: there is no purge thread; the next malloc slow path starts one.
+/// In a fork child: there is no purge thread; the next segment or huge-block allocation starts
+/// one (a child that only frees and sleeps gets none).
 pub(crate) fn after_fork_child() {
     let s = STATE.load(Ordering::Relaxed);
     if s == STARTING || s == RUNNING {
