@@ -404,7 +404,9 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
                 (*heap).pages.push_back(page);
             }
         }
-        if (*seg).dirty_new | (*seg).dirty_old != 0 {
+        // Once its last page went, the segment is the span cache's: another thread may have
+        // reused or unmapped it already, so it is not read again.
+        if used_pages != 0 && (*seg).dirty_new | (*seg).dirty_old != 0 {
             (*heap).dirty_slots = true;
         }
         (*heap)
