@@ -582,6 +582,89 @@ pub static SEGMENT_MAP: SegmentMap = SegmentMap::over(&SEGMENT_UNITS);
 mod tests {
     use super::*;
 
+    /// A small segment set up in memory of the test's own (4 MiB, aligned), freed on drop.
+    struct TestSegment(*mut Segment);
+
+    impl TestSegment {
+        fn new() -> Self {
+            let layout = std::alloc::Layout::from_size_align(SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+            // SAFETY: the layout is not zero-sized; the memory is ours until drop.
+            unsafe {
+                let at = std::alloc::alloc_zeroed(layout);
+                assert!(!at.is_null());
+                TestSegment(Segment::init(at, SegmentKind::Small, SEGMENT_SIZE, true))
+            }
+        }
+
+        /// The segment (a method, so closures capture the whole `TestSegment`, which is
+        /// `Sync`).
+        fn seg(&self) -> *mut Segment {
+            self.0
+        }
+    }
+
+    impl Drop for TestSegment {
+        fn drop(&mut self) {
+            let layout = std::alloc::Layout::from_size_align(SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.0.cast(), layout) };
+        }
+    }
+
+    // SAFETY: the test segment is shared between the test's threads only through its atomics.
+    unsafe impl Send for TestSegment {}
+    // SAFETY: as above.
+    unsafe impl Sync for TestSegment {}
+
+    #[test]
+    #[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
+    fn purge_claims_and_withdrawals_exclude_each_other() {
+        let t = TestSegment::new();
+        let seg = t.0;
+        // SAFETY: the segment is valid; this thread plays its owner and the purge thread.
+        unsafe {
+            Segment::publish_free_slot(seg, 1, 10);
+            Segment::publish_free_slot(seg, 2, 11);
+            assert_eq!((*seg).purge_since.load(Ordering::Relaxed), 11);
+            // The purge thread wins both published slots, and holds them.
+            assert_eq!(Segment::claim_published(seg), 0b110);
+            assert_eq!((*seg).purge_busy.load(Ordering::Relaxed), 0b110);
+            assert_eq!(Segment::claim_published(seg), 0, "nothing left to claim");
+            // A slot never published: the owner gets nothing back and does not wait.
+            assert_eq!(Segment::withdraw_slots(seg, 1 << 3, true), (0, false));
+            // The owner takes a published slot back before the purge thread: it wins.
+            Segment::publish_free_slot(seg, 4, 12);
+            assert_eq!(Segment::withdraw_slots(seg, 1 << 4, true), (1 << 4, false));
+            assert_eq!(Segment::claim_published(seg), 0);
+            // The owner's own purge takes back only what the purge thread has not claimed.
+            Segment::publish_free_slot(seg, 5, 13);
+            assert_eq!(
+                Segment::withdraw_slots(seg, 0b10_0110, false),
+                (1 << 5, false)
+            );
+        }
+        // An owner wanting slot 1, which the purge thread holds, waits for its purge to end.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let owner = s.spawn(|| {
+                // SAFETY: this thread plays the owner; the slot is free.
+                let r = unsafe { Segment::withdraw_slots(t.seg(), 1 << 1, true) };
+                assert!(
+                    done.load(Ordering::Acquire),
+                    "took the slot during its purge"
+                );
+                r
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            done.store(true, Ordering::Release);
+            // SAFETY: the slots were claimed above.
+            unsafe { Segment::purge_done(t.seg(), 0b110) };
+            assert_eq!(owner.join().unwrap(), (0, true));
+        });
+        // SAFETY: as above.
+        unsafe { assert_eq!((*seg).purge_busy.load(Ordering::Relaxed), 0) };
+    }
+
     #[test]
     fn map_tracks_segments() {
         static UNITS: MapUnits = MapUnits::new();
