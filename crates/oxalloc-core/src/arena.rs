@@ -466,9 +466,8 @@ impl<S: Os + 'static> Arena<S> {
             } else {
                 all
             };
-            debug_assert!(
-                (0..(*seg).page_count).all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned.get())
-            );
+            debug_assert!((0..(*seg).page_count)
+                .all(|i| mask & (1 << i) == 0 || !(*seg).pages[i].assigned.get()));
             Segment::slot_runs(seg, mask, |start, len| {
                 zeroed &= self.os.purge(NonNull::new_unchecked(start as *mut u8), len);
                 purged += len;
