@@ -76,8 +76,9 @@ unsafe fn free_other<S: Os>(
     page: *mut Page,
     arena: &Arena<S>,
 ) {
-    // SAFETY: per the contract; another thread's page is only read through atomics here, and
-    // a live bit keeps the page from being retired until the owner has collected our push.
+    // SAFETY: per the contract; another thread's page is only read here through its atomics
+    // and its live bitmap bias (fixed when the segment was set up), and a live bit keeps the
+    // page from being retired until the owner has collected our push.
     unsafe {
         let pg = &*page;
         if pg.flags() & !(FLAG_IN_FULL | FLAG_HAS_ALIGNED) == 0
@@ -449,9 +450,7 @@ pub fn set_free_hook(hook: FreeHook) {
 /// # Safety
 /// As for [`free`].
 pub unsafe fn free_unhooked<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
-    if p.is_null() {
-        return;
-    }
+    // Null is not in the map; `free_invalid` returns for it.
     if !SEGMENT_MAP.contains(p) {
         return free_invalid(p, arena);
     }
