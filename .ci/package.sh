@@ -8,7 +8,14 @@ source "$(dirname "$0")/lib.sh"
 
 crates=(oxalloc-core oxalloc-os oxalloc)
 # --allow-dirty: what is checked is the packaging, also of a working tree with changes.
-cargo package --allow-dirty "${crates[@]/#/-p}" || fail "cargo package ${crates[*]}"
+# Verifying reads the crates.io index; a CI run on 2026-12-02 failed here once and passed on a
+# clean clone right after, so a failure is retried once, loudly (a real packaging error fails
+# twice).
+if ! cargo package --allow-dirty "${crates[@]/#/-p}"; then
+    say "cargo package failed; retrying once in 10 s (a transient registry error fails only once)"
+    sleep 10
+    cargo package --allow-dirty "${crates[@]/#/-p}" || fail "cargo package ${crates[*]} (twice)"
+fi
 target=$(target_dir)
 version=$(cargo pkgid -p oxalloc | sed 's/.*[#@]//')
 for c in "${crates[@]}"; do

@@ -38,33 +38,52 @@ pub unsafe fn free<S: Os>(arena: &Arena<S>, p: *mut u8, tid: usize) {
         let seg = Segment::of(p);
         let page = Segment::page_of(seg, p);
         if (*seg).thread_id.load(Ordering::Relaxed) == tid && (*page).flags() == 0 {
-            // Our page, not full, no interior pointers: `p` must be a live block's start.
-            // Every path that is not the plain push below is a tail call, so this path needs
-            // no stack frame.
-            if p as usize & (ALIGN - 1) != 0 {
-                return free_generic(p, tid, seg, page, arena);
-            }
-            let word = (*page).live_word(p as usize);
-            let w = word.load(Ordering::Relaxed);
-            let index = Page::live_index(p as usize);
-            if !Page::live_test(w, index) {
-                return free_generic(p, tid, seg, page, arena);
-            }
-            word.store(w & (!1usize).rotate_left(index), Ordering::Relaxed);
-            (*page).push_local(p as *mut Block);
-            if (*page).used.get() == 0 {
-                return retire_owned::<S>(page);
-            }
-            return;
+            return free_local(p, tid, seg, page, arena);
         }
         free_other(p, tid, seg, page, arena)
     }
 }
 
+/// The owner's fast path, for a page of ours with no flag (or none that concerns `p`).
+///
+/// # Safety
+/// As for [`free`], with `seg` the registered segment of `p`, owned by the calling thread, and
+/// `page` its page slot, with no flag set but `FLAG_SAMPLED` when `p` is not a sampled block.
+#[inline(always)]
+unsafe fn free_local<S: Os>(
+    p: *mut u8,
+    tid: usize,
+    seg: *mut Segment,
+    page: *mut Page,
+    arena: &Arena<S>,
+) {
+    // SAFETY: per the contract the page is ours.
+    unsafe {
+        // Our page, not full, no interior pointers: `p` must be a live block's start. Every
+        // path that is not the plain push below is a tail call, so this path needs no stack
+        // frame.
+        if p as usize & (ALIGN - 1) != 0 {
+            return free_generic(p, tid, seg, page, arena);
+        }
+        let word = (*page).live_word(p as usize);
+        let w = word.load(Ordering::Relaxed);
+        let index = Page::live_index(p as usize);
+        if !Page::live_test(w, index) {
+            return free_generic(p, tid, seg, page, arena);
+        }
+        word.store(w & (!1usize).rotate_left(index), Ordering::Relaxed);
+        (*page).push_local(p as *mut Block);
+        if (*page).used.get() == 0 {
+            retire_owned::<S>(page);
+        }
+    }
+}
+
 /// Frees `p` when the owner's fast path does not apply: another thread's page (or an abandoned
-/// one) takes the short way to its `thread_free` list when the page needs nothing else (no
-/// sampled block, not secure, not huge: those flags send it on, as do an installed hook and a
-/// pointer that is not live); everything else goes to the generic path.
+/// one) takes the short way to its `thread_free` list when the page needs nothing else (not
+/// secure, not huge, and `p` not a sampled block: those send it on, as do an installed hook and
+/// a pointer that is not live); so does a free on our own page whose only flag says it may hold
+/// sampled blocks, of a block that is not one. Everything else goes to the generic path.
 ///
 /// # Safety
 /// As for [`free`], with `seg` the registered segment of `p` and `page` its page slot.
@@ -81,12 +100,20 @@ unsafe fn free_other<S: Os>(
     // page from being retired until the owner has collected our push.
     unsafe {
         let pg = &*page;
-        if pg.flags() & !(FLAG_IN_FULL | FLAG_HAS_ALIGNED) == 0
-            && (*seg).thread_id.load(Ordering::Relaxed) != tid
-            && FREE_HOOK.load(Ordering::Relaxed) == 0
-            && pg.is_live(p as usize)
-        {
-            return free_remote(arena, pg, p);
+        let flags = pg.flags();
+        let ours = (*seg).thread_id.load(Ordering::Relaxed) == tid;
+        if FREE_HOOK.load(Ordering::Relaxed) == 0 {
+            // A live `p` is a block's start: the one `may_be_sampled` asks about.
+            if !ours
+                && flags & !(FLAG_IN_FULL | FLAG_HAS_ALIGNED | FLAG_SAMPLED) == 0
+                && pg.is_live(p as usize)
+                && (flags & FLAG_SAMPLED == 0 || !pg.may_be_sampled(p as usize))
+            {
+                return free_remote(arena, pg, p);
+            }
+            if ours && flags == FLAG_SAMPLED && !pg.may_be_sampled(p as usize) {
+                return free_local(p, tid, seg, page, arena);
+            }
         }
         free_generic(p, tid, seg, page, arena)
     }
