@@ -249,13 +249,41 @@ impl Profiler {
 
     /// A sampled block moved from `old` to `new` (a huge block moved by realloc) and has `size`
     /// bytes now.
+    /// A block resized in place (a huge block grown within its mapping, or by `mremap` at the
+    /// same address: a string builder makes one such call per append) keeps its slot, whose
+    /// sizes are rewritten with the key held busy, as `record` writes a slot.
     pub fn moved<S: Os>(&self, os: &S, old: usize, new: usize, size: usize, block_size: usize) {
+        if old == new {
+            return self.resized(old, size, block_size);
+        }
         let Some(s) = self.find(old) else {
             return;
         };
         if self.release(old) {
             self.taken.fetch_sub(1, Ordering::Relaxed);
             self.record(os, new, size, block_size, &s.frames[..s.depth]);
+        }
+    }
+
+    fn resized(&self, addr: usize, size: usize, block_size: usize) {
+        let Some(t) = self.table() else {
+            return;
+        };
+        let h = hash(addr);
+        for i in 0..PROBES {
+            let k = (h + i) % SLOTS;
+            if t.keys[k].load(Ordering::Relaxed) == addr
+                && t.keys[k]
+                    .compare_exchange(addr, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                let s = &t.slots[k];
+                s.generation.fetch_add(1, Ordering::Relaxed);
+                s.size.store(size, Ordering::Relaxed);
+                s.block_size.store(block_size, Ordering::Relaxed);
+                t.keys[k].store(addr, Ordering::Release);
+                return;
+            }
         }
     }
 
@@ -710,6 +738,12 @@ mod tests {
         p.moved(region, at(1), 0x200_0000, 4096, 4096);
         assert_eq!(p.find(0x200_0000).unwrap().frames[0], 1);
         assert!(p.find(at(1)).is_none());
+        assert_eq!((p.live(), p.taken(), p.dropped()), (99, 100, 0));
+        // Resized in place: the same slot, the new sizes, the stack kept.
+        p.moved(region, at(2), at(2), 9000, 12288);
+        let s = p.find(at(2)).unwrap();
+        assert_eq!((s.size, s.block_size, s.depth), (9000, 12288, 3));
+        assert_eq!(&s.frames[..3], &[2, 3, 4]);
         assert_eq!((p.live(), p.taken(), p.dropped()), (99, 100, 0));
         // One granule holds at most a window of samples; more are dropped and counted.
         let q = Profiler::new();
