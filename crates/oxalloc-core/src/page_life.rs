@@ -8,7 +8,9 @@
 
 use crate::heap::{Heap, LIVE_SAMPLE_BYTES};
 use crate::os::Os;
-use crate::page::{Page, FLAG_IN_FULL, FLAG_SECURE, FLAG_UNASSIGNED, FLAG_ZERO_FREED};
+use crate::page::{
+    Page, FLAG_IN_FULL, FLAG_SAMPLED, FLAG_SECURE, FLAG_UNASSIGNED, FLAG_ZERO_FREED,
+};
 use crate::page_queue::PageQueue;
 use crate::secure;
 use crate::segment::{InOwnerList, Segment, SegmentKind};
@@ -23,18 +25,33 @@ const REFILLS_PER_TICK: u32 = 32;
 /// Most abandoned segments with pending frees a heap reclaims per purge epoch.
 const RECLAIMS_PER_EPOCH: usize = 16;
 
-/// Collects a page's remote frees, ending the process if the list shows a double free.
+/// Collects a page's remote frees, ending the process if the list shows a double free. A page
+/// flagged as holding sampled blocks loses the flag here once none is left: its sampled blocks
+/// may all have been freed by other threads, which cannot clear it, and a stale hint would send
+/// every later free of a reused address to the profile's table.
 ///
 /// # Safety
 /// The calling thread owns `page`.
 pub(crate) unsafe fn collect<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     // SAFETY: the caller guarantees ownership of the page, and `heap` is valid.
     unsafe {
-        if let Err(block) = (*page).collect() {
-            (*heap).arena.os.fatal(
+        match (*page).collect() {
+            Err(block) => (*heap).arena.os.fatal(
                 "free(): double free detected (block freed twice by other threads)",
                 block,
-            );
+            ),
+            Ok(0) => {}
+            Ok(_) => {
+                // Only the owner adds samples to its pages, so none appears meanwhile.
+                if (*page).flags() & FLAG_SAMPLED != 0
+                    && !(*heap)
+                        .arena
+                        .profile
+                        .any_in((*page).start.get() as usize, (*page).end())
+                {
+                    (*page).remove_flags(FLAG_SAMPLED);
+                }
+            }
         }
     }
 }

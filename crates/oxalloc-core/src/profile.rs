@@ -25,7 +25,7 @@
 //! A page holding a live sampled block has `FLAG_SAMPLED` set, so its frees leave the owner's fast
 //! path (which already requires `flags == 0`) for the generic path, which looks the block up in
 //! the table, unless the page's sample hint (`Page::note_sample`: the page's one sampled block,
-//! or "many") says the block is not sampled. The owner clears the flag when the page's last sample is freed (a remote free
+//! or a 63-bit filter of its sampled blocks) says the block is not sampled. The owner clears the flag when the page's last sample is freed (a remote free
 //! leaves it set until the page is released: its frees only take the generic path meanwhile).
 //!
 //! ## The table
