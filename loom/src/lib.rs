@@ -1,5 +1,6 @@
-//! The cross-thread free protocol of oxalloc-core (`src/thread_free.rs`), compiled unchanged
-//! against loom's atomics: the file reaches its atomics, its link accesses and its wait hint only
+//! The cross-thread free protocol of oxalloc-core (`src/thread_free.rs`) and the purge thread's
+//! claim protocol on free page slots (`src/purge_claim.rs`), compiled unchanged against loom's
+//! atomics: the file reaches its atomics, its link accesses and its wait hint only
 //! through `crate::util::sync`, which this crate provides. Free-list links are loom atomics
 //! accessed with relaxed ordering, so a missing release/acquire pair in the protocol shows up as
 //! a lost or garbled block in the model tests (`tests/thread_free.rs`).
@@ -8,7 +9,7 @@
 pub mod util {
     /// loom's atomics and the link accessors.
     pub mod sync {
-        pub use loom::sync::atomic::{AtomicUsize, Ordering};
+        pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
         /// Writes a link into a model block (a loom atomic, relaxed).
         ///
@@ -32,8 +33,16 @@ pub mod util {
         pub fn spin_hint() {
             loom::thread::yield_now();
         }
+
+        /// A longer wait: the same for loom.
+        pub fn yield_now() {
+            loom::thread::yield_now();
+        }
     }
 }
 
 #[path = "../../crates/oxalloc-core/src/thread_free.rs"]
 pub mod thread_free;
+
+#[path = "../../crates/oxalloc-core/src/purge_claim.rs"]
+pub mod purge_claim;

@@ -15,7 +15,7 @@
 //! - a segment is in `registry` and in the segment map from `Arena::alloc_segment` (or huge
 //!   set-up) until `Arena::free_segment` (or huge free);
 //! - a segment is in `abandoned` iff its `thread_id` is `owner::NONE` and it is registered;
-//! - with the purge thread: a slot in a segment's `purge_busy` belongs to the purge thread, which
+//! - with the purge thread: a slot in a segment's `purge.busy` belongs to the purge thread, which
 //!   purges it and clears the bit while holding `purging`; `free_segment` waits for every bit to
 //!   clear before it unregisters the segment;
 //! - `counters.mapped_bytes` is the sum of the sizes of the mappings the arena holds (live
@@ -462,7 +462,7 @@ impl<S: Os + 'static> Arena<S> {
         unsafe {
             // With a purge thread, the slots it claimed are its to purge (or purged already).
             let mask = if self.purge_thread() {
-                Segment::withdraw_slots(seg, all, false).0
+                (*seg).purge.withdraw(all, false).0
             } else {
                 all
             };
@@ -494,7 +494,7 @@ impl<S: Os + 'static> Arena<S> {
         unsafe {
             Segment::slot_freed(seg, index);
             if self.purge_thread() && (*seg).used_since_zeroed & (1 << index) != 0 {
-                Segment::publish_free_slot(seg, index, self.os.now_ms());
+                (*seg).purge.publish(index, self.os.now_ms());
                 self.purge_pending.store(true, Ordering::Relaxed);
             }
         }
@@ -507,7 +507,7 @@ impl<S: Os + 'static> Arena<S> {
     /// The calling thread owns `seg`.
     unsafe fn withdraw(&self, seg: *mut Segment, mask: u64) {
         // SAFETY: per the contract.
-        if unsafe { Segment::withdraw_slots(seg, mask, true) }.1 {
+        if unsafe { (*seg).purge.withdraw(mask, true) }.1 {
             self.counters.purge_waits.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -530,7 +530,7 @@ impl<S: Os + 'static> Arena<S> {
 
     /// The purge thread's work, every purge delay: purges the cached spans that have waited out
     /// the delay, and the free page slots that every segment's owner published (see
-    /// `Segment::purge_ready`) and that have stayed free for a whole delay, in segments of any
+    /// `purge_claim::PurgeSlots`) and that have stayed free for a whole delay, in segments of any
     /// thread, live or abandoned. Claims are made under the registry lock, a batch at a time,
     /// and purged outside it. Returns the bytes of page slots purged. Never allocates.
     pub fn background_purge(&self) -> usize {
@@ -573,16 +573,14 @@ impl<S: Os + 'static> Arena<S> {
                     // from its set-up (before it was registered, under this lock), and the
                     // claim touches only atomics.
                     unsafe {
-                        if (*seg).kind != SegmentKind::Huge
-                            && (*seg).purge_ready.load(Ordering::Acquire) != 0
-                        {
-                            if now < (*seg).purge_since.load(Ordering::Relaxed) + delay {
+                        if (*seg).kind != SegmentKind::Huge && (*seg).purge.any_ready() {
+                            if now < (*seg).purge.since() + delay {
                                 not_due = true;
                             } else if n == PURGE_BATCH {
                                 more = true;
                                 break;
                             } else {
-                                let won = Segment::claim_published(seg);
+                                let won = (*seg).purge.claim();
                                 if won != 0 {
                                     batch[n] = (seg, won);
                                     n += 1;
@@ -604,7 +602,7 @@ impl<S: Os + 'static> Arena<S> {
                         self.os.purge(NonNull::new_unchecked(start as *mut u8), len);
                         purged += len;
                     });
-                    Segment::purge_done(seg, won);
+                    (*seg).purge.done(won);
                 }
             }
             drop(hold);

@@ -22,8 +22,10 @@
 //!  0  util                                   leaf: sync, list, align, fmt
 //!  1  os, size_class, options                the source trait; size classes; the options table
 //!  2  stats                                  counters and snapshots
-//!  3  thread_free, page, secure              the cross-thread free protocol; a page's blocks and
-//!                                            free lists; secure mode's seals, fills, quarantine
+//!  3  thread_free, purge_claim, page, secure  the cross-thread free protocol; the purge
+//!                                            thread's claim on free page slots; a page's blocks
+//!                                            and free lists; secure mode's seals, fills,
+//!                                            quarantine
 //!  4  page_queue, segment                    queues of pages + direct table; segment layout + map
 //!  5  span_cache, region, profile            spans kept for reuse and when to purge them; the
 //!                                            fixed-region source; heap-profile sampling
@@ -80,8 +82,7 @@
 //! program's slow paths. With `OXALLOC_PURGE_THREAD=1` the front end also runs a purge thread
 //! that calls [`Arena::background_purge`] and [`heap_life::recycle_abandoned`] every delay, so
 //! memory comes back while the program sleeps. It purges slots of segments it does not own
-//! through a claim protocol on three atomics per segment (`Segment::purge_ready`, `purge_busy`,
-//! `purge_since`): owners publish freed resident slots; the thread marks a due segment's
+//! through a claim protocol on three atomics per segment (`purge_claim::PurgeSlots`): owners publish freed resident slots; the thread marks a due segment's
 //! published slots busy, takes them with one `fetch_and`, purges them outside every lock and
 //! clears the busy bits; an owner takes a slot back with one `fetch_and` and waits while the
 //! thread holds it, and releases no segment while the thread holds any of its slots.
@@ -106,6 +107,7 @@ pub mod size_class;
 pub mod stats;
 
 pub(crate) mod page;
+pub mod purge_claim;
 pub(crate) mod secure;
 pub mod thread_free;
 

@@ -24,9 +24,10 @@
 
 use crate::os::OS_PAGE;
 use crate::page::{live_word_offset, Page, LIVE_WORD_SHIFT};
+use crate::purge_claim::PurgeSlots;
 use crate::util::align::align_up;
 use crate::util::list::{Linked, Links};
-use crate::util::sync::{spin_hint, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::util::sync::{AtomicU8, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
@@ -97,20 +98,9 @@ pub struct Segment {
     pub dirty_new: u64,
     /// Free, resident page slots that have waited out a whole purge epoch: purged at the next.
     pub dirty_old: u64,
-    /// With the purge thread (`OXALLOC_PURGE_THREAD`): free, resident page slots the owner has
-    /// published for it. Set by the owner when a slot is freed; cleared by whoever claims the
-    /// slot first, with one atomic read-modify-write: the owner taking the slot again (or
-    /// purging it itself, or releasing the segment), or the purge thread claiming it.
-    pub purge_ready: AtomicU64,
-    /// Slots the purge thread holds: set (before it clears them from `purge_ready`) while it
-    /// claims and purges them, cleared once their `madvise` is done. An owner that finds a slot
-    /// gone from `purge_ready` waits for its bit here to clear before it touches the slot, and
-    /// a segment is not released while any bit is set. Invariant: a bit the purge thread won
-    /// from `purge_ready` stays set here until the slot's memory is purged.
-    pub purge_busy: AtomicU64,
-    /// When a slot was last published in `purge_ready` (the source's milliseconds): the purge
-    /// thread claims the segment's published slots once this is a purge delay old.
-    pub purge_since: AtomicU64,
+    /// With the purge thread (`OXALLOC_PURGE_THREAD`): the free, resident page slots the owner
+    /// has published for it, and those it holds (the claim protocol of `purge_claim`).
+    pub purge: PurgeSlots,
     /// Set while the segment is in its heap's list of segments with free page slots.
     pub in_heap_list: bool,
     /// Secure mode: an inaccessible OS page follows the header, and page 0 starts after it.
@@ -220,9 +210,7 @@ impl Segment {
             ptr::addr_of_mut!((*seg).used_since_zeroed).write(0);
             ptr::addr_of_mut!((*seg).dirty_new).write(0);
             ptr::addr_of_mut!((*seg).dirty_old).write(0);
-            ptr::addr_of_mut!((*seg).purge_ready).write(AtomicU64::new(0));
-            ptr::addr_of_mut!((*seg).purge_busy).write(AtomicU64::new(0));
-            ptr::addr_of_mut!((*seg).purge_since).write(AtomicU64::new(0));
+            ptr::addr_of_mut!((*seg).purge).write(PurgeSlots::new());
             ptr::addr_of_mut!((*seg).in_heap_list).write(false);
             ptr::addr_of_mut!((*seg).guard).write(false);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
@@ -319,86 +307,6 @@ impl Segment {
                 (*this).dirty_old &= !bit;
             }
         }
-    }
-
-    /// Publishes free page slot `index`, whose memory is resident, for the purge thread (see
-    /// `purge_ready`), stamped with `now`.
-    ///
-    /// # Safety
-    /// `this` is a valid segment owned by the calling thread, and slot `index` is free.
-    pub unsafe fn publish_free_slot(this: *mut Segment, index: usize, now: u64) {
-        // SAFETY: per the contract; the fields are atomics.
-        unsafe {
-            // The stamp first: the purge thread reads it after it sees the bit (Acquire).
-            (*this).purge_since.store(now, Ordering::Relaxed);
-            (*this).purge_ready.fetch_or(1 << index, Ordering::Release);
-        }
-    }
-
-    /// Takes back from the purge thread the published slots in `mask` that it has not claimed:
-    /// returns them (they are the caller's to purge or reuse), and whether it had to wait. A
-    /// slot of `mask` that the purge thread claimed is not returned; with `wait`, this returns
-    /// only once its purge is done, so the caller may reuse its memory (or release the
-    /// segment).
-    ///
-    /// # Safety
-    /// `this` is a valid segment owned by the calling thread.
-    pub unsafe fn withdraw_slots(this: *mut Segment, mask: u64, wait: bool) -> (u64, bool) {
-        // SAFETY: per the contract; the fields are atomics.
-        unsafe {
-            let prev = (*this).purge_ready.fetch_and(!mask, Ordering::AcqRel);
-            if wait && !prev & mask != 0 {
-                // Some slot was not ours to take back: claimed by the purge thread, or never
-                // published. Either way its busy bit, if set, clears once the purge is done
-                // (the purge thread sets it before its claim, which our read-modify-write
-                // above follows, so this load sees it).
-                let mut spins = 0u32;
-                while (*this).purge_busy.load(Ordering::Acquire) & mask != 0 {
-                    spins += 1;
-                    if spins < 64 {
-                        spin_hint();
-                    } else {
-                        crate::util::sync::yield_now();
-                    }
-                }
-                return (prev & mask, spins != 0);
-            }
-            (prev & mask, false)
-        }
-    }
-
-    /// The purge thread's claim of the published slots of a segment it does not own: sets them
-    /// busy, then takes them from `purge_ready`. Returns the slots won, which the caller purges
-    /// and then gives back with [`Segment::purge_done`]; bits it did not win are not left busy.
-    ///
-    /// # Safety
-    /// `this` is a registered small or medium segment that stays registered during the call
-    /// (the caller holds the registry lock).
-    pub unsafe fn claim_published(this: *mut Segment) -> u64 {
-        // SAFETY: per the contract; only atomics are touched.
-        unsafe {
-            let want = (*this).purge_ready.load(Ordering::Acquire);
-            if want == 0 {
-                return 0;
-            }
-            (*this).purge_busy.fetch_or(want, Ordering::SeqCst);
-            let won = (*this).purge_ready.fetch_and(!want, Ordering::SeqCst) & want;
-            if won != want {
-                (*this)
-                    .purge_busy
-                    .fetch_and(!(want & !won), Ordering::Release);
-            }
-            won
-        }
-    }
-
-    /// Ends the purge thread's hold on the slots of `mask` (see [`Segment::claim_published`]).
-    ///
-    /// # Safety
-    /// `this` is a valid segment whose slots of `mask` the caller claimed and purged.
-    pub unsafe fn purge_done(this: *mut Segment, mask: u64) {
-        // SAFETY: per the contract.
-        unsafe { (*this).purge_busy.fetch_and(!mask, Ordering::Release) };
     }
 
     /// The free page slots that have held blocks since the memory was last zeroed.
@@ -617,52 +525,17 @@ mod tests {
     unsafe impl Sync for TestSegment {}
 
     #[test]
-    #[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
-    fn purge_claims_and_withdrawals_exclude_each_other() {
+    fn a_segment_set_up_again_has_nothing_published_or_held() {
         let t = TestSegment::new();
-        let seg = t.0;
-        // SAFETY: the segment is valid; this thread plays its owner and the purge thread.
+        // SAFETY: the segment is valid and ours; set up again in the same memory, as the span
+        // cache's reuse does.
         unsafe {
-            Segment::publish_free_slot(seg, 1, 10);
-            Segment::publish_free_slot(seg, 2, 11);
-            assert_eq!((*seg).purge_since.load(Ordering::Relaxed), 11);
-            // The purge thread wins both published slots, and holds them.
-            assert_eq!(Segment::claim_published(seg), 0b110);
-            assert_eq!((*seg).purge_busy.load(Ordering::Relaxed), 0b110);
-            assert_eq!(Segment::claim_published(seg), 0, "nothing left to claim");
-            // A slot never published: the owner gets nothing back and does not wait.
-            assert_eq!(Segment::withdraw_slots(seg, 1 << 3, true), (0, false));
-            // The owner takes a published slot back before the purge thread: it wins.
-            Segment::publish_free_slot(seg, 4, 12);
-            assert_eq!(Segment::withdraw_slots(seg, 1 << 4, true), (1 << 4, false));
-            assert_eq!(Segment::claim_published(seg), 0);
-            // The owner's own purge takes back only what the purge thread has not claimed.
-            Segment::publish_free_slot(seg, 5, 13);
-            assert_eq!(
-                Segment::withdraw_slots(seg, 0b10_0110, false),
-                (1 << 5, false)
-            );
+            (*t.seg()).purge.publish(3, 7);
+            assert_eq!((*t.seg()).purge.claim(), 1 << 3);
+            let again = Segment::init(t.seg().cast(), SegmentKind::Small, SEGMENT_SIZE, false);
+            assert!(!(*again).purge.any_ready());
+            assert_eq!((*again).purge.busy(), 0);
         }
-        // An owner wanting slot 1, which the purge thread holds, waits for its purge to end.
-        let done = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let owner = s.spawn(|| {
-                // SAFETY: this thread plays the owner; the slot is free.
-                let r = unsafe { Segment::withdraw_slots(t.seg(), 1 << 1, true) };
-                assert!(
-                    done.load(Ordering::Acquire),
-                    "took the slot during its purge"
-                );
-                r
-            });
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            done.store(true, Ordering::Release);
-            // SAFETY: the slots were claimed above.
-            unsafe { Segment::purge_done(t.seg(), 0b110) };
-            assert_eq!(owner.join().unwrap(), (0, true));
-        });
-        // SAFETY: as above.
-        unsafe { assert_eq!((*seg).purge_busy.load(Ordering::Relaxed), 0) };
     }
 
     #[test]
