@@ -227,24 +227,27 @@ impl Profiler {
         false
     }
 
+    /// Finds the slot of the block at `addr` and swaps its key for `to` (with `order` on
+    /// success); returns the table and the slot, or `None` if the block has no sample.
+    fn swap_key(&self, addr: usize, to: usize, order: Ordering) -> Option<(&Table, usize)> {
+        let t = self.table()?;
+        let h = hash(addr);
+        (0..PROBES).map(|i| (h + i) % SLOTS).find_map(|k| {
+            (t.keys[k].load(Ordering::Relaxed) == addr
+                && t.keys[k]
+                    .compare_exchange(addr, to, order, Ordering::Relaxed)
+                    .is_ok())
+            .then_some((t, k))
+        })
+    }
+
     /// Removes the sample of the block at `addr`, if there is one; returns whether there was.
     pub fn release(&self, addr: usize) -> bool {
-        let Some(t) = self.table() else {
-            return false;
-        };
-        let h = hash(addr);
-        for i in 0..PROBES {
-            let k = (h + i) % SLOTS;
-            if t.keys[k].load(Ordering::Relaxed) == addr
-                && t.keys[k]
-                    .compare_exchange(addr, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                self.live.fetch_sub(1, Ordering::Relaxed);
-                return true;
-            }
+        let released = self.swap_key(addr, EMPTY, Ordering::AcqRel).is_some();
+        if released {
+            self.live.fetch_sub(1, Ordering::Relaxed);
         }
-        false
+        released
     }
 
     /// A sampled block moved from `old` to `new` (a huge block moved by realloc) and has `size`
@@ -266,24 +269,12 @@ impl Profiler {
     }
 
     fn resized(&self, addr: usize, size: usize, block_size: usize) {
-        let Some(t) = self.table() else {
-            return;
-        };
-        let h = hash(addr);
-        for i in 0..PROBES {
-            let k = (h + i) % SLOTS;
-            if t.keys[k].load(Ordering::Relaxed) == addr
-                && t.keys[k]
-                    .compare_exchange(addr, BUSY, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                let s = &t.slots[k];
-                s.generation.fetch_add(1, Ordering::Relaxed);
-                s.size.store(size, Ordering::Relaxed);
-                s.block_size.store(block_size, Ordering::Relaxed);
-                t.keys[k].store(addr, Ordering::Release);
-                return;
-            }
+        if let Some((t, k)) = self.swap_key(addr, BUSY, Ordering::Acquire) {
+            let s = &t.slots[k];
+            s.generation.fetch_add(1, Ordering::Relaxed);
+            s.size.store(size, Ordering::Relaxed);
+            s.block_size.store(block_size, Ordering::Relaxed);
+            t.keys[k].store(addr, Ordering::Release);
         }
     }
 

@@ -4,9 +4,9 @@
 //! a frame-pointer walk. Debian and most distributions build programs and libraries (python3,
 //! gcc, libc) without frame pointers, and so is oxalloc's own release build, so a frame-pointer
 //! walk would stop after a frame or two, or follow a register that holds something else.
-//! - On x86-64, [`crate::unwinder`] walks the stack with a table of unwind rules per return
-//!   address, filled from the CFI the first time an address is seen (a cached frame costs a
-//!   few dozen instructions instead of libgcc's thousand).
+//! - On x86-64, the crate's `unwinder` module walks the stack with a table of unwind rules per
+//!   return address, filled from the CFI the first time an address is seen (a cached frame
+//!   costs a few dozen instructions instead of libgcc's thousand).
 //! - Elsewhere, libgcc's `_Unwind_Backtrace` does the walk.
 //!
 //! Both find an address's FDE with libgcc (`libgcc_s.so.1`, a dependency of the library, so

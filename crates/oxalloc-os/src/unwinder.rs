@@ -209,7 +209,8 @@ impl Cursor {
         self.take::<u8>()
     }
 
-    fn uleb(&mut self) -> Option<u64> {
+    /// A LEB128 number's bits, how many bits it had, and its last byte.
+    fn leb(&mut self) -> Option<(u64, u32, u8)> {
         let (mut v, mut shift) = (0u64, 0u32);
         loop {
             let b = self.u8()?;
@@ -218,26 +219,24 @@ impl Cursor {
             }
             shift += 7;
             if b & 0x80 == 0 {
-                return Some(v);
+                return Some((v, shift, b));
             }
         }
     }
 
+    fn uleb(&mut self) -> Option<u64> {
+        self.leb().map(|(v, _, _)| v)
+    }
+
     fn sleb(&mut self) -> Option<i64> {
-        let (mut v, mut shift) = (0i64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= ((b & 0x7f) as i64) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                if shift < 64 && b & 0x40 != 0 {
-                    v |= -1i64 << shift;
-                }
-                return Some(v);
-            }
-        }
+        let (v, shift, last) = self.leb()?;
+        // The sign bit of the last byte extends over the bits above it.
+        let v = if shift < 64 && last & 0x40 != 0 {
+            v | u64::MAX << shift
+        } else {
+            v
+        };
+        Some(v as i64)
     }
 
     fn skip(&mut self, n: u64) -> Option<()> {
@@ -319,7 +318,18 @@ struct Program<'a> {
     depth: usize,
 }
 
-impl Program<'_> {
+impl<'a> Program<'a> {
+    /// A program starting from the CIE's initial row.
+    fn new(cie: &'a Cie, bases: &'a EhBases) -> Self {
+        Program {
+            cie,
+            bases,
+            row: cie.initial,
+            saved: [cie.initial; 8],
+            depth: 0,
+        }
+    }
+
     /// Sets the caller's `reg` to `s` (registers other than rbp and the return address are
     /// not tracked).
     fn set(&mut self, reg: u64, s: Saved) {
@@ -340,8 +350,13 @@ impl Program<'_> {
     }
 
     /// Runs the instructions of `c` while the location stays at or below `target`, starting
-    /// at `loc`. Returns `None` on an instruction it does not know.
-    fn run(&mut self, c: &mut Cursor, mut loc: usize, target: usize) -> Option<()> {
+    /// at `loc`, and returns the row reached; `None` on an instruction it does not know.
+    fn run(mut self, c: &mut Cursor, loc: usize, target: usize) -> Option<Row> {
+        self.steps(c, loc, target)?;
+        Some(self.row)
+    }
+
+    fn steps(&mut self, c: &mut Cursor, mut loc: usize, target: usize) -> Option<()> {
         let data = self.cie.data_align;
         let code = self.cie.code_align as usize;
         while c.at < c.end {
@@ -383,7 +398,10 @@ impl Program<'_> {
                         let reg = c.uleb()?;
                         self.set(reg, Saved::Same);
                     }
-                    0x09 => {
+                    // register, val_offset, val_offset_sf: the caller's value is not in
+                    // memory. Their second operand (a register or an offset) is one LEB128,
+                    // skipped the same way signed or not.
+                    0x09 | 0x14 | 0x15 => {
                         let reg = c.uleb()?;
                         c.uleb()?;
                         self.set(reg, Saved::Elsewhere);
@@ -442,16 +460,6 @@ impl Program<'_> {
                     0x13 => {
                         let off = c.sleb()? * data;
                         self.row.cfa = self.row.cfa.map(|(reg, _)| (reg, off));
-                    }
-                    0x14 => {
-                        let reg = c.uleb()?;
-                        c.uleb()?;
-                        self.set(reg, Saved::Elsewhere);
-                    }
-                    0x15 => {
-                        let reg = c.uleb()?;
-                        c.sleb()?;
-                        self.set(reg, Saved::Elsewhere);
                     }
                     0x2e => {
                         c.uleb()?;
@@ -562,15 +570,7 @@ unsafe fn parse_cie(at: usize, bases: &EhBases) -> Option<Cie> {
             ra: Saved::Same,
         },
     };
-    let mut program = Program {
-        cie: &cie,
-        bases,
-        row: cie.initial,
-        saved: [cie.initial; 8],
-        depth: 0,
-    };
-    program.run(&mut c, 0, usize::MAX)?;
-    cie.initial = program.row;
+    cie.initial = Program::new(&cie, bases).run(&mut c, 0, usize::MAX)?;
     Some(cie)
 }
 
@@ -595,15 +595,8 @@ unsafe fn interpret(fde: *const u8, bases: &EhBases, pc: usize) -> Option<Rule> 
         let len = c.uleb()?;
         c.skip(len)?;
     }
-    let mut program = Program {
-        cie: &cie,
-        bases,
-        row: cie.initial,
-        saved: [cie.initial; 8],
-        depth: 0,
-    };
-    program.run(&mut c, start, pc)?;
-    Some(rule_of(&program.row))
+    let row = Program::new(&cie, bases).run(&mut c, start, pc)?;
+    Some(rule_of(&row))
 }
 
 /// The rule a CFI row gives, or [`Rule::STOP`] for a row the walk does not follow.
