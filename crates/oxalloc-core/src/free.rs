@@ -357,12 +357,9 @@ unsafe fn free_sampled<S: Os>(
         if !huge && !pg.may_be_sampled(block) {
             return;
         }
-        if arena.profile.release(block)
-            && !huge
-            && (*seg).thread_id.load(Ordering::Relaxed) == tid
-            && !arena.profile.any_in(pg.start.get() as usize, pg.end())
+        if arena.profile.release(block) && !huge && (*seg).thread_id.load(Ordering::Relaxed) == tid
         {
-            (*page).remove_flags(FLAG_SAMPLED);
+            arena.profile.unflag_if_none(pg);
         }
     }
 }

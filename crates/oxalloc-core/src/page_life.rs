@@ -8,9 +8,7 @@
 
 use crate::heap::{Heap, LIVE_SAMPLE_BYTES};
 use crate::os::Os;
-use crate::page::{
-    Page, FLAG_IN_FULL, FLAG_SAMPLED, FLAG_SECURE, FLAG_UNASSIGNED, FLAG_ZERO_FREED,
-};
+use crate::page::{Page, FLAG_IN_FULL, FLAG_SECURE, FLAG_UNASSIGNED, FLAG_ZERO_FREED};
 use crate::page_queue::PageQueue;
 use crate::secure;
 use crate::segment::{InOwnerList, Segment, SegmentKind};
@@ -41,17 +39,7 @@ pub(crate) unsafe fn collect<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
                 block,
             ),
             Ok(0) => {}
-            Ok(_) => {
-                // Only the owner adds samples to its pages, so none appears meanwhile.
-                if (*page).flags() & FLAG_SAMPLED != 0
-                    && !(*heap)
-                        .arena
-                        .profile
-                        .any_in((*page).start.get() as usize, (*page).end())
-                {
-                    (*page).remove_flags(FLAG_SAMPLED);
-                }
-            }
+            Ok(_) => (*heap).arena.profile.unflag_if_none(&*page),
         }
     }
 }

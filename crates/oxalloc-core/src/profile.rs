@@ -38,7 +38,7 @@
 //! not change meanwhile.
 
 use crate::os::{Os, OS_PAGE};
-use crate::page::{Block, Page};
+use crate::page::{Block, Page, FLAG_SAMPLED};
 use crate::size_class::BIN_COUNT;
 use crate::util::align::align_up;
 use crate::util::sync::{AtomicUsize, Ordering};
@@ -275,6 +275,18 @@ impl Profiler {
             s.size.store(size, Ordering::Relaxed);
             s.block_size.store(block_size, Ordering::Relaxed);
             t.keys[k].store(addr, Ordering::Release);
+        }
+    }
+
+    /// Clears `page`'s `FLAG_SAMPLED` if no live sample lies in it any more (the owner, after
+    /// a sampled block of the page was freed: by itself, or by other threads, whose frees it
+    /// has just collected). Only the owner adds samples to its pages, so none appears meanwhile.
+    ///
+    /// # Safety
+    /// The calling thread owns `page`.
+    pub unsafe fn unflag_if_none(&self, page: &Page) {
+        if page.flags() & FLAG_SAMPLED != 0 && !self.any_in(page.start.get() as usize, page.end()) {
+            page.remove_flags(FLAG_SAMPLED);
         }
     }
 
