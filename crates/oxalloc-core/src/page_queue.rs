@@ -120,6 +120,18 @@ impl PageQueues {
         }
     }
 
+    /// Adds a page to the full queue.
+    ///
+    /// # Safety
+    /// As for [`PageQueues::push_front`].
+    pub unsafe fn push_full(&mut self, page: *mut Page) {
+        // SAFETY: per the contract.
+        unsafe {
+            (*page).add_flags(FLAG_IN_FULL);
+            self.queues[FULL].push_back(page);
+        }
+    }
+
     /// Moves a page of its bin's queue to the full queue.
     ///
     /// # Safety
@@ -128,8 +140,7 @@ impl PageQueues {
         // SAFETY: per the contract.
         unsafe {
             self.remove(page);
-            (*page).add_flags(FLAG_IN_FULL);
-            self.queues[FULL].push_back(page);
+            self.push_full(page);
         }
     }
 

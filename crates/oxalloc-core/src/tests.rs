@@ -918,3 +918,109 @@ fn a_corrupted_link_is_caught_before_malloc_follows_it() {
         }
     }
 }
+
+/// With profiling on, a sampled small block lives alone in a page of its class, flagged as
+/// holding it; no other block's page carries the flag (so no other free leaves the owner's fast
+/// path for the profile); the owner's and other threads' frees of the samples empty the table
+/// and give their pages back. Sampled medium blocks flag their shared page until freed.
+#[test]
+fn sampled_blocks_have_pages_of_their_own() {
+    use crate::page::FLAG_SAMPLED;
+    use crate::segment::Segment;
+    let g = &global(16);
+    g.arena.profile.set_rate(4096);
+    let h = heap(g);
+    let tid = h.thread_id();
+    let n = scaled(4000, 400);
+    let blocks: Vec<usize> = (0..n)
+        // SAFETY: see the module comment.
+        .map(|i| unsafe { h.malloc(48 + (i % 3) * 16) } as usize)
+        .collect();
+    h.validate();
+    let page_of = |p: usize| {
+        // SAFETY: `p` is a block of a registered segment.
+        unsafe { &*Segment::page_of(Segment::of(p as *const u8), p as *const u8) }
+    };
+    let sampled: Vec<usize> = blocks
+        .iter()
+        .copied()
+        .filter(|&p| {
+            let page = page_of(p);
+            let flagged = page.flags() & FLAG_SAMPLED != 0;
+            assert_eq!(flagged, g.arena.profile.find(p).is_some(), "block {p:#x}");
+            if flagged {
+                assert_eq!(page.reserved.get(), 1, "sample {p:#x} shares its page");
+                assert_eq!(page.start.get() as usize, p);
+            }
+            flagged
+        })
+        .collect();
+    // 4000 blocks of 48 to 80 bytes (256,000 bytes), one sample per 4 KiB on average: 62.
+    let expected = n * 64 / 4096;
+    assert!(
+        (expected / 2..expected * 2).contains(&sampled.len()),
+        "{} samples, {expected} expected",
+        sampled.len()
+    );
+    assert_eq!(g.arena.profile.live(), sampled.len());
+    // The first half of the samples is freed by another thread, the rest by the owner.
+    let (theirs, ours) = sampled.split_at(sampled.len() / 2);
+    for &p in theirs {
+        // SAFETY: see the module comment (a remote free, under another thread's id).
+        unsafe { g.free(p as *mut u8, NO_THREAD) };
+    }
+    for &p in ours {
+        // SAFETY: see the module comment.
+        unsafe { g.free(p as *mut u8, tid) };
+    }
+    assert_eq!(g.arena.profile.live(), 0, "every sample left the table");
+    // The owner takes the other thread's frees on its next slow paths (unsampled, so that no
+    // new sample takes a freed one's page slot).
+    g.arena.profile.set_rate(0);
+    let more: Vec<usize> = (0..scaled(2000, 200))
+        // SAFETY: see the module comment.
+        .map(|_| unsafe { h.malloc(4000) } as usize)
+        .collect();
+    h.validate();
+    assert_eq!(g.arena.profile.live(), 0);
+    for &p in &sampled {
+        let page = page_of(p);
+        assert!(
+            !page.assigned.get() || page.reserved.get() > 1 || page.start.get() as usize != p,
+            "the page of sample {p:#x} was kept"
+        );
+    }
+    for p in blocks.into_iter().chain(more) {
+        if !sampled.contains(&p) {
+            // SAFETY: see the module comment.
+            unsafe { g.free(p as *mut u8, tid) };
+        }
+    }
+    h.validate();
+    // Medium blocks (a few to a page) share their page with the sample, which is flagged
+    // while it lives; freeing every block empties the table and clears the flags.
+    g.arena.profile.set_rate(64 * 1024);
+    let medium: Vec<usize> = (0..scaled(300, 40))
+        // SAFETY: see the module comment.
+        .map(|i| unsafe { h.malloc(20_000 + (i % 4) * 5000) } as usize)
+        .collect();
+    let sampled = medium
+        .iter()
+        .filter(|&&p| g.arena.profile.find(p).is_some())
+        .inspect(|&&p| assert!(page_of(p).flags() & FLAG_SAMPLED != 0, "sample {p:#x}"))
+        .count();
+    assert!(sampled > 0, "no medium block sampled");
+    assert_eq!(g.arena.profile.live(), sampled);
+    h.validate();
+    for &p in &medium {
+        // SAFETY: see the module comment.
+        unsafe { g.free(p as *mut u8, tid) };
+    }
+    assert_eq!(g.arena.profile.live(), 0);
+    assert!(medium
+        .iter()
+        .all(|&p| !page_of(p).assigned.get() || page_of(p).flags() & FLAG_SAMPLED == 0));
+    h.validate();
+    // SAFETY: see the module comment.
+    unsafe { g.destroy_heap(h) };
+}
