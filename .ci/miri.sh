@@ -38,9 +38,7 @@
 #   minutes before Page::init's debug check of every granule was skipped under Miri; it passes
 #   now, within the 6 minutes above);
 # - profile::tests::table_records_finds_and_releases (safe code over the sample table's
-#   atomics: 7.5 minutes), and tests::sampled_blocks_have_pages_of_their_own (a heap with
-#   profiling on: each record and release makes a reference to the table's 150,000 atomics,
-#   which Miri walks: with two small tests it had not finished after 11 minutes). The profile's statistical tests run here at a smaller scale under
+#   atomics: 7.5 minutes). The profile's statistical tests run here at a smaller scale under
 #   Miri (4000 and 2000 draws, bounds of five standard errors).
 # The multi-threaded tests, where Miri's race detector matters most, all run.
 #
@@ -67,7 +65,7 @@ ensure_component nightly miri
 export CARGO_TARGET_DIR="$(target_dir)/miri-$(basename "$PWD")"
 cargo +nightly miri setup || fail "cargo miri setup"
 export MIRIFLAGS="${MIRIFLAGS--Zmiri-ignore-leaks -Zmiri-permissive-provenance}"
-skip=" ${MIRI_SKIP-tests::random_replacement_keeps_the_heap_consistent tests::secure_mode_seals_fills_and_gives_everything_back tests::malloc_free_many_sizes_reuses_memory size_class::tests::every_size_round_trips tests::free_pages_of_a_live_segment_are_purged_after_the_delay profile::tests::table_records_finds_and_releases tests::sampled_blocks_have_pages_of_their_own} "
+skip=" ${MIRI_SKIP-tests::random_replacement_keeps_the_heap_consistent tests::secure_mode_seals_fills_and_gives_everything_back tests::malloc_free_many_sizes_reuses_memory size_class::tests::every_size_round_trips tests::free_pages_of_a_live_segment_are_purged_after_the_delay profile::tests::table_records_finds_and_releases} "
 # The heaviest tests by Miri's (virtual) clock, dealt out first so that the halves take about as
 # long as each other.
 heavy="tests::random_replacement_keeps_the_heap_consistent tests::secure_mode_seals_fills_and_gives_everything_back tests::malloc_free_many_sizes_reuses_memory tests::snapshots_while_another_thread_allocates tests::frees_into_abandoned_segments_are_released_by_the_purge_clock size_class::tests::every_size_round_trips tests::remote_frees_come_back_to_the_owner tests::huge_blocks_map_cache_and_unmap"

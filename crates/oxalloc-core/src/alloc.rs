@@ -15,11 +15,11 @@ use crate::heap::Heap;
 use crate::huge::{huge_alloc, huge_realloc};
 use crate::os::{Os, OS_PAGE};
 use crate::page::{CorruptLink, Page, FLAG_HAS_ALIGNED, FLAG_SAMPLED};
-use crate::page_life::{find_page, refill, sample_page};
+use crate::page_life::{find_page, refill};
 use crate::profile::FRAMES;
 use crate::secure::{self, TRAILER};
 use crate::segment::{owner, Segment, SegmentKind, MAX_ALIGN, SEGMENT_MAP};
-use crate::size_class::{bin_is_small, bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
+use crate::size_class::{bin_of, bin_size, ALIGN, DIRECT_MAX, MEDIUM_MAX};
 use crate::util::align::align_up;
 use crate::util::sync::Ordering;
 use core::ptr;
@@ -135,11 +135,6 @@ unsafe fn malloc_generic<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
                 return p;
             }
         }
-        if (*page).free.get().is_null() {
-            // Cut at its start, and the sample could not be taken: out of memory (no cut is
-            // made while a sample is being recorded).
-            return ptr::null_mut();
-        }
         pop(heap, page)
     }
 }
@@ -164,46 +159,32 @@ fn corrupt_link<S: Os>(arena: &Arena<S>, bad: CorruptLink) -> ! {
     )
 }
 
-/// Takes a sample pending for `size`'s class (see `profile`): a block of the class, with its
-/// stack recorded; null if none is pending (or memory ran out: the caller's path serves the
-/// request unsampled). A small block gets a page of its own (`page_life::sample_page`); a
-/// medium one, of which a page holds few, shares the class's current page, which is flagged
-/// while the sample lives.
+/// Hands out a block the sampler set aside for `size`'s class (see `profile`), recording its
+/// stack; null if there is none.
 ///
 /// # Safety
 /// The caller owns the bound heap `heap`.
 #[cold]
 #[inline(never)]
 unsafe fn malloc_sampled<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
-    // SAFETY: the heap is ours. While a stack is being recorded, samples wait.
-    if size > MEDIUM_MAX || unsafe { (*heap).sampler.busy } {
+    if size > MEDIUM_MAX {
         return ptr::null_mut();
     }
-    // SAFETY: the heap is ours; so are its pages, and the page found has a block on `free`.
+    // SAFETY: pending blocks are blocks of our pages, counted as used (and live) and on no
+    // free list.
     unsafe {
-        let bin = bin_of(size);
-        if !(*heap).sampler.take_pending(bin) {
-            return ptr::null_mut();
+        let b = (*heap).sampler.take_pending(bin_of(size));
+        if b.is_null() {
+            return b;
         }
-        let page = if bin_is_small(bin) {
-            // Sample pages other threads freed come back first, so their slots are taken again.
-            drain_delayed(heap);
-            sample_page(heap, bin)
-        } else {
-            match find_page(heap, bin) {
-                // Its refill may have cut the list at its start (another sample now pending):
-                // then this one takes a page of its own after all.
-                p if !p.is_null() && (*p).free.get().is_null() => sample_page(heap, bin),
-                p => p,
-            }
-        };
-        if page.is_null() {
-            return ptr::null_mut();
+        let page = Segment::page_of(Segment::of(b), b);
+        debug_assert!((*page).bin.get() as usize == bin_of(size));
+        if (*page).free_zeroed.get() {
+            // `malloc_zeroed` trusts the page's flag, which speaks for its current `free` list.
+            ptr::write_bytes(b, 0, (*page).block_size.get());
         }
-        let b = pop(heap, page);
         (*page).note_sample(b as usize);
         record_sample(heap, b, size, (*page).block_size.get());
-        (*page).publish();
         b
     }
 }

@@ -19,7 +19,7 @@
 
 use crate::free::{drain_delayed, flush_quarantine};
 use crate::heap::{Heap, HeapRegistry};
-use crate::heap_life::abandon;
+use crate::heap_life::{abandon, return_pending};
 use crate::huge::huge_release;
 use crate::os::Os;
 use crate::page::{Page, FLAG_SAMPLED};
@@ -83,6 +83,7 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
     // SAFETY: per the contract every page in the queues, and every segment, is ours.
     unsafe {
         unlink(heap);
+        return_pending(heap);
         if (*heap).huge_blocks {
             free_huge(heap);
         }

@@ -82,8 +82,8 @@ unsafe fn free_local<S: Os>(
 /// Frees `p` when the owner's fast path does not apply: another thread's page (or an abandoned
 /// one) takes the short way to its `thread_free` list when the page needs nothing else (not
 /// secure, not huge, and `p` not a sampled block: those send it on, as do an installed hook and
-/// a pointer that is not live); so does a free on our own medium page whose only flag says it
-/// holds sampled blocks, of a block that is not one. Everything else goes to the generic path.
+/// a pointer that is not live); so does a free on our own page whose only flag says it may hold
+/// sampled blocks, of a block that is not one. Everything else goes to the generic path.
 ///
 /// # Safety
 /// As for [`free`], with `seg` the registered segment of `p` and `page` its page slot.
@@ -332,9 +332,8 @@ unsafe fn release_quarantined<S: Os>(heap: *mut Heap<S>, old: usize) {
     }
 }
 
-/// A free on a page flagged as holding sampled blocks of the heap profile: forgets the block's
-/// sample if it has one; the owner clears the page's flag once no sample is left in it
-/// (another thread leaves that to the owner's collection of its free).
+/// A free on a page that may hold sampled blocks of the heap profile: forgets the block's sample
+/// if it has one; the owner clears the page's flag once no sample is left in it.
 #[cold]
 #[inline(never)]
 unsafe fn free_sampled<S: Os>(

@@ -51,6 +51,8 @@ pub unsafe fn destroy<S: Os>(registry: &HeapRegistry<S>, heap: *mut Heap<S>) {
 pub(crate) unsafe fn abandon<S: Os>(heap: *mut Heap<S>) {
     // SAFETY: we own every page in our queues.
     unsafe {
+        // 0. Blocks the profile's sampler set aside go back to their pages.
+        return_pending(heap);
         // 1. No remote thread may touch this heap once we are gone.
         for q in 0..=FULL {
             let mut page = (*heap).pages.queues[q].first();
@@ -96,6 +98,29 @@ pub(crate) unsafe fn abandon<S: Os>(heap: *mut Heap<S>) {
         }
         debug_assert!((*heap).segments.iter().all(|s| s.is_empty()));
         (*heap).counters.flush(&(*heap).arena.counters);
+    }
+}
+
+/// Gives the blocks the profile's sampler set aside back to their pages (as if allocated and
+/// freed, so the allocation they were counted as is taken back).
+///
+/// # Safety
+/// Called by the owning thread of `heap`.
+pub(crate) unsafe fn return_pending<S: Os>(heap: *mut Heap<S>) {
+    // SAFETY: pending blocks are used blocks of our pages.
+    unsafe {
+        loop {
+            let b = (*heap).sampler.take_any_pending();
+            if b.is_null() {
+                break;
+            }
+            let page = Segment::page_of(Segment::of(b), b);
+            (*page).clear_live(b as usize);
+            (*page).push_local(b.cast());
+            (*heap)
+                .counters
+                .add_allocations((*page).bin.get() as usize, 1u64.wrapping_neg());
+        }
     }
 }
 

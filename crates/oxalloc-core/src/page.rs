@@ -13,9 +13,6 @@
 //! - `flags == 0` iff the slot holds a page that is not in the full queue and holds no interior
 //!   (aligned) pointers and no sampled block of the heap profile, which is what lets the owner's
 //!   free take its fast path (a free slot has `FLAG_UNASSIGNED`);
-//! - a page of a small size class with `FLAG_SAMPLED` has `reserved == 1`: a sampled small
-//!   block is alone in its page (`page_life::sample_page`), so no other block's free meets the
-//!   flag;
 //! - the live bitmap (one bit per 16-byte granule of the slot, see [`Page::live_word`]) has
 //!   exactly one bit set per used block: at the block's start, or at the aligned pointer `malloc`
 //!   returned inside it. A block on `thread_free` is still used, so its bit is still set; the
@@ -185,15 +182,24 @@ pub struct Page {
     /// What heap walks from other threads may read of the page, written by the owner when the
     /// page is set up, refilled and released (see [`Page::publish`]).
     pub published: AtomicU64,
-    /// With `FLAG_SAMPLED`: the page's sampled block, or [`SEVERAL_SAMPLES`] (see
-    /// `note_sample`), so that frees of the page's other blocks skip the profile's table.
-    /// Written by the owner before it hands the block out, read by every thread's free.
+    /// With `FLAG_SAMPLED`: the one sampled block the page has had since the flag was set, or,
+    /// once it has had several, a filter of them (bit 0 set: see [`sample_bit`]). Frees of
+    /// blocks it rules out skip the profile's table (see `note_sample`). Written by the owner
+    /// before it hands the block out, read by every thread's free.
     pub(crate) sample: AtomicUsize,
 }
 
-/// `Page::sample` of a page that has held several sampled blocks since its flag was set: every
-/// free of the page looks in the table (no block starts at address 1).
-pub const SEVERAL_SAMPLES: usize = 1;
+/// The bit of `block` in a page's filter of sampled blocks (`Page::sample` with bit 0 set): one
+/// of bits 1 to 63 (31 on 32-bit targets), by a multiplicative hash of the block's 16-byte
+/// granule. With k samples in a page, a free of another block looks in the table with a chance
+/// of about k in 63.
+#[inline(always)]
+pub const fn sample_bit(block: usize) -> usize {
+    const SHIFT: u32 = 64 - usize::BITS.trailing_zeros();
+    let h = (((block >> 4) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> SHIFT) as u32;
+    // Bit 0 is the filter's tag.
+    1usize << if h == 0 { 1 } else { h }
+}
 
 // SAFETY: the ownership protocol of the module's "Sharing": a page's `Cell`s and queue links are
 // written by one thread at a time, its owner (the heap's thread, or the thread that took its
@@ -360,27 +366,30 @@ impl Page {
     }
 
     /// Marks the page as holding the sampled block `block` (owner, before the block is handed
-    /// out). A small sample is its page's only block; a medium page may come to hold several,
-    /// and then its hint becomes [`SEVERAL_SAMPLES`].
+    /// out): the page's first sample since the flag was set is remembered exactly; a second
+    /// one turns the hint into a filter of the blocks sampled since (the filter keeps bits of
+    /// samples already freed until the flag is cleared: they only cost a look in the table).
     #[inline]
     pub fn note_sample(&self, block: usize) {
         debug_assert!(block % 16 == 0, "blocks start on 16-byte granules");
         let hint = self.sample.load(Ordering::Relaxed);
         let hint = if self.flags() & FLAG_SAMPLED == 0 || hint == block {
             block
+        } else if hint & 1 != 0 {
+            hint | sample_bit(block)
         } else {
-            SEVERAL_SAMPLES
+            1 | sample_bit(hint) | sample_bit(block)
         };
         self.sample.store(hint, Ordering::Relaxed);
         self.add_flags(FLAG_SAMPLED);
     }
 
-    /// With `FLAG_SAMPLED`: whether `block` may be a sampled block (false: it is not, and its
-    /// free need not look in the table). Any thread.
+    /// With `FLAG_SAMPLED` set: whether `block` may be a sampled block (false: it is not, and
+    /// its free need not look in the table). Any thread.
     #[inline]
     pub fn may_be_sampled(&self, block: usize) -> bool {
         let hint = self.sample.load(Ordering::Relaxed);
-        hint == block || hint == SEVERAL_SAMPLES
+        hint == block || (hint & 1 != 0 && hint & sample_bit(block) != 0)
     }
 
     /// The page's link keys.
@@ -935,7 +944,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_hint_names_the_sampled_blocks() {
+    fn the_sample_hint_names_the_one_sampled_block() {
         let mut area = Box::new(Area([0; 65536]));
         let bitmap: std::vec::Vec<AtomicUsize> = (0..128).map(|_| AtomicUsize::new(0)).collect();
         let page = test_page(&mut area, &bitmap);
@@ -954,8 +963,17 @@ mod tests {
         );
         page.note_sample(b);
         assert!(
-            page.may_be_sampled(a) && page.may_be_sampled(b + 32),
-            "two samples: every block looks in the table"
+            page.may_be_sampled(a) && page.may_be_sampled(b),
+            "two samples: both look in the table"
+        );
+        let all = 65536 / 32 - 2;
+        let others = (2..2 + all)
+            .map(|i| page.start.get() as usize + i * 32)
+            .filter(|&c| page.may_be_sampled(c))
+            .count();
+        assert!(
+            others * 63 <= all * 2 * 3,
+            "{others} of {all} other blocks look in the table (expected about 2 in 63)"
         );
         page.remove_flags(FLAG_SAMPLED);
         page.note_sample(b);

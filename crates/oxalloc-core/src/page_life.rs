@@ -68,9 +68,8 @@ pub(crate) unsafe fn refill<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
     };
     // SAFETY: the heap is ours; `free` holds the `added` blocks just listed.
     unsafe {
-        // No cut while a sample is being recorded: it could not be taken meanwhile.
         let rate = (*heap).arena.profile.rate();
-        if rate != 0 && added != 0 && !(*heap).sampler.busy {
+        if rate != 0 && added != 0 {
             added = (*heap).sampler.charge(rate, page, added);
         }
     }
@@ -207,50 +206,6 @@ pub(crate) unsafe fn find_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Pa
 
 /// Takes a page slot from an owned, reclaimed or new segment and starts it for `bin`.
 unsafe fn fresh_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
-    // SAFETY: called by the owner.
-    unsafe {
-        let page = take_page(heap, bin);
-        if !page.is_null() {
-            (*heap).pages.push_front(page);
-            refill(heap, page);
-        }
-        page
-    }
-}
-
-/// A fresh page of `bin` made to hold one block (`reserved == 1`), carved and on its `free`
-/// list, for a sampled small block (see `profile`): the caller flags it as holding the sample,
-/// so the block's free alone leaves the owner's fast path; it waits in the full queue, so no
-/// other malloc takes from it; it is released with its block (`retire`). The block is counted
-/// as an allocation and as live already: the caller pops it at once and records the sample.
-/// Null when out of memory.
-///
-/// # Safety
-/// Called by the owning thread on a bound heap.
-pub(crate) unsafe fn sample_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
-    // SAFETY: called by the owner; the page is ours and in no queue until pushed.
-    unsafe {
-        let page = take_page(heap, bin);
-        if page.is_null() {
-            return page;
-        }
-        let pg = &*page;
-        pg.reserved.set(1);
-        pg.extend();
-        // Remote frees of the block must tell us, as for any full page.
-        pg.thread_free.set_state(delayed::USE_DELAYED);
-        (*heap).pages.push_full(page);
-        let c = &(*heap).counters;
-        c.add_allocations(bin, 1);
-        c.add_live(1, pg.block_size.get());
-        pg.used_accounted.set(1);
-        page
-    }
-}
-
-/// Takes a page slot from an owned, reclaimed or new segment and starts it for `bin`, in no
-/// queue yet.
-unsafe fn take_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
     let kind = if bin_is_small(bin) {
         SegmentKind::Small
     } else {
@@ -279,6 +234,8 @@ unsafe fn take_page<S: Os>(heap: *mut Heap<S>, bin: usize) -> *mut Page {
         if (*seg).used_pages == (*seg).page_count {
             owned_segment_remove(heap, seg);
         }
+        (*heap).pages.push_front(page);
+        refill(heap, page);
         page
     }
 }
@@ -380,8 +337,7 @@ pub(crate) unsafe fn release_page<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
 }
 
 /// Called when a local free leaves `page` with no used block. Keeps the page if it is the only
-/// one of its class (so a malloc/free loop does not map and unmap), else releases it; a page
-/// made for one sampled block (`sample_block`) is always released.
+/// one of its class (so a malloc/free loop does not map and unmap), else releases it.
 ///
 /// # Safety
 /// `page` belongs to `heap`, owned by the calling thread.
@@ -391,7 +347,7 @@ pub(crate) unsafe fn retire<S: Os>(heap: *mut Heap<S>, page: *mut Page) {
         let bin = (*page).bin.get() as usize;
         let in_full = (*page).flags() & FLAG_IN_FULL != 0;
         let q = &(*heap).pages.queues[bin];
-        if !in_full && q.first() == page && q.last() == page && (*page).reserved.get() > 1 {
+        if !in_full && q.first() == page && q.last() == page {
             return;
         }
         (*heap).pages.remove(page);

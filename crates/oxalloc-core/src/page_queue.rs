@@ -120,18 +120,6 @@ impl PageQueues {
         }
     }
 
-    /// Adds a page to the full queue.
-    ///
-    /// # Safety
-    /// As for [`PageQueues::push_front`].
-    pub unsafe fn push_full(&mut self, page: *mut Page) {
-        // SAFETY: per the contract.
-        unsafe {
-            (*page).add_flags(FLAG_IN_FULL);
-            self.queues[FULL].push_back(page);
-        }
-    }
-
     /// Moves a page of its bin's queue to the full queue.
     ///
     /// # Safety
@@ -140,7 +128,8 @@ impl PageQueues {
         // SAFETY: per the contract.
         unsafe {
             self.remove(page);
-            self.push_full(page);
+            (*page).add_flags(FLAG_IN_FULL);
+            self.queues[FULL].push_back(page);
         }
     }
 

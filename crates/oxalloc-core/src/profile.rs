@@ -14,26 +14,19 @@
 //! byte countdown on every call, the sampler works on whole lists when the slow path hands a page
 //! a new `free` list ([`Sampler::charge`], from `page_life::refill`): the list's blocks are laid
 //! end to end on the heap's line of bytes, and when the next sample point falls inside block `j`,
-//! the list is cut before `j` and a sample is made *pending* for the size class. Blocks `0..j`
-//! are popped by the fast path unsampled; block `j` and the ones after it go back on
-//! `local_free` (to be charged when they come back). When the cut list runs dry, the slow path
-//! takes the pending sample: it hands out a block of the class from a page of its own and
-//! records its stack. The list's length is known without walking it, so only a cut walks the
-//! list, once per sample. Huge blocks are charged one by one on their slow path. With profiling
-//! off, the only cost is one test per page refill and per huge block.
+//! the list is cut before `j`. Blocks `0..j` are popped by the fast path unsampled, block `j` is
+//! set aside as *pending* for its size class, and the blocks after it go back on `local_free`
+//! (to be charged when they come back). When the cut list runs dry, the slow path hands out the
+//! pending block and records its stack. The list's length is known without walking it, so only a
+//! cut walks the list, once per sample. Huge blocks are charged one by one on their slow path.
+//! With profiling off, the only cost is one test per page refill and per huge block.
 //!
 //! ## How frees find samples
-//! A sampled small block lives alone in a page of its class that holds one block
-//! (`page_life::sample_page`, as jemalloc and tcmalloc give samples spans of their own), with
-//! `FLAG_SAMPLED` set. So no other block's free ever meets that flag: the owner's fast path
-//! requires `flags == 0` already, and only the sampled block's own free leaves it, for the
-//! generic path, which removes the sample from the table; the page is released with its block.
-//! A medium block (over 8 KiB: a few to a 512 KiB page, and each often sampled) shares the
-//! class's current page, flagged while the sample lives; the page's hint (`Page::note_sample`:
-//! its sampled block, or "several") sends the frees of its other blocks back to the short paths
-//! in `free_other`. (Pages of their own for medium samples took a fresh 512 KiB slot each: in a
-//! realloc-heavy program the segments they emptied filled the span cache, and peak RSS grew
-//! fivefold.) The owner clears the flag when no sample is left in the page.
+//! A page holding a live sampled block has `FLAG_SAMPLED` set, so its frees leave the owner's fast
+//! path (which already requires `flags == 0`) for the generic path, which looks the block up in
+//! the table, unless the page's sample hint (`Page::note_sample`: the page's one sampled block,
+//! or a 63-bit filter of its sampled blocks) says the block is not sampled. The owner clears the flag when the page's last sample is freed (a remote free
+//! leaves it set until the page is released: its frees only take the generic path meanwhile).
 //!
 //! ## The table
 //! A fixed table of [`SLOTS`] samples, mapped from the source on first use, shared by all
@@ -368,10 +361,12 @@ impl Profiler {
     }
 }
 
-/// A heap's sampler: the distance to the next sample point and the samples due, per size class,
-/// for the slow path to take. Owned by the heap's thread.
+/// A heap's sampler: the distance to the next sample point and the blocks set aside for the
+/// slow path to hand out sampled. Owned by the heap's thread.
 ///
-/// Invariant: `pending_count` is the sum of `pending`.
+/// Invariant: a pending block is one of its page's blocks counted in `used` and live in its
+/// bitmap but on none of its free lists; `pending_count` is the number of blocks on all
+/// `pending` stacks.
 pub struct Sampler {
     /// Bytes from the end of the last charged block to the next sample point.
     next: usize,
@@ -381,10 +376,9 @@ pub struct Sampler {
     pub busy: bool,
     /// xorshift64* state.
     rng: u64,
-    /// Samples due per size class: a cut list of the class ran (or will run) dry where a
-    /// sample point fell.
-    pending: [u32; BIN_COUNT],
-    /// Samples due in all classes.
+    /// Pending blocks per size class, linked through their first word (plain addresses).
+    pending: [*mut Block; BIN_COUNT],
+    /// Blocks on the `pending` stacks.
     pub pending_count: u32,
 }
 
@@ -422,7 +416,7 @@ impl Sampler {
             started: false,
             busy: false,
             rng: 0,
-            pending: [0; BIN_COUNT],
+            pending: [ptr::null_mut(); BIN_COUNT],
             pending_count: 0,
         }
     }
@@ -479,41 +473,20 @@ impl Sampler {
         }
     }
 
-    /// Charges a page's new `free` list of `n > 0` blocks (just made by a refill, with
-    /// `local_free` empty). If a sample point falls in it, cuts the list as the module comment
-    /// says, makes a sample of the page's class pending and returns how many blocks stay on
-    /// `free`; else returns `n`. Inline for the common case, a subtraction (before the first
-    /// draw `next` is 0, which sends the first list to the cold path too).
+    /// Charges a page's new `free` list of `n` blocks (just made by a refill, with `local_free`
+    /// empty). If a sample point falls in it, cuts the list as the module comment says and
+    /// returns how many blocks remain charged (the ones left on `free` and the pending one);
+    /// else returns `n`.
     ///
     /// # Safety
     /// The calling thread owns `page`, whose `free` list holds exactly `n` blocks.
-    #[inline(always)]
     pub unsafe fn charge(&mut self, rate: usize, page: &Page, n: u32) -> u32 {
-        debug_assert!(n > 0);
-        let total = (n as usize).saturating_mul(page.block_size.get());
+        self.start(rate);
+        let bs = page.block_size.get();
+        let total = (n as usize).saturating_mul(bs);
         if self.next >= total {
             self.next -= total;
             return n;
-        }
-        // SAFETY: per the contract.
-        unsafe { self.cut(rate, page, n) }
-    }
-
-    /// The rest of [`Sampler::charge`]: the first draw, and the cut.
-    ///
-    /// # Safety
-    /// As for [`Sampler::charge`].
-    #[cold]
-    #[inline(never)]
-    unsafe fn cut(&mut self, rate: usize, page: &Page, n: u32) -> u32 {
-        let bs = page.block_size.get();
-        let total = (n as usize).saturating_mul(bs);
-        if !self.started {
-            self.start(rate);
-            if self.next >= total {
-                self.next -= total;
-                return n;
-            }
         }
         let j = self.next / bs;
         self.next = self.draw(rate);
@@ -521,45 +494,72 @@ impl Sampler {
         // SAFETY: the caller owns the page; the walk follows `j < n` links of its `free` list.
         unsafe {
             let mut prev: *mut Block = ptr::null_mut();
-            let mut rest = page.free.get();
+            let mut b = page.free.get();
             for _ in 0..j {
-                prev = rest;
-                rest = page.decode((*rest).next_word());
+                prev = b;
+                b = page.decode((*b).next_word());
             }
-            debug_assert!(!rest.is_null() && page.contains(rest as usize));
+            debug_assert!(!b.is_null() && page.contains(b as usize));
+            let rest = page.decode((*b).next_word());
             if prev.is_null() {
                 page.free.set(ptr::null_mut());
             } else {
                 crate::util::sync::link_write(prev as usize, page.encode(ptr::null_mut()));
             }
-            // Put the rest on `local_free`, in front of what it holds (nothing, after a
-            // refill; walk to the rest's end otherwise).
-            if !page.local_free.get().is_null() {
-                let mut tail = rest;
-                loop {
-                    let next = page.decode((*tail).next_word());
-                    if next.is_null() {
-                        break;
+            if !rest.is_null() {
+                // Put the rest on `local_free`, in front of what it holds (nothing, after a
+                // refill; walk to the rest's end otherwise).
+                if !page.local_free.get().is_null() {
+                    let mut tail = rest;
+                    loop {
+                        let next = page.decode((*tail).next_word());
+                        if next.is_null() {
+                            break;
+                        }
+                        tail = next;
                     }
-                    tail = next;
+                    crate::util::sync::link_write(
+                        tail as usize,
+                        page.encode(page.local_free.get()),
+                    );
                 }
-                crate::util::sync::link_write(tail as usize, page.encode(page.local_free.get()));
+                page.local_free.set(rest);
             }
-            page.local_free.set(rest);
+            // The pending block counts as used (and live, in the page's bitmap) from now on.
+            page.used.set(page.used.get() + 1);
+            page.mark_live(b as usize);
+            let bin = page.bin.get() as usize;
+            crate::util::sync::link_write(b as usize, self.pending[bin] as usize);
+            self.pending[bin] = b;
+            self.pending_count += 1;
         }
-        self.pending[page.bin.get() as usize] += 1;
-        self.pending_count += 1;
-        j as u32
+        j as u32 + 1
     }
 
-    /// Takes a pending sample of `bin`, if there is one.
-    pub fn take_pending(&mut self, bin: usize) -> bool {
-        if self.pending[bin] == 0 {
-            return false;
+    /// Takes a pending block of `bin`, if there is one (its first word cleared).
+    pub fn take_pending(&mut self, bin: usize) -> *mut u8 {
+        let b = self.pending[bin];
+        if b.is_null() {
+            return ptr::null_mut();
         }
-        self.pending[bin] -= 1;
+        // SAFETY: pending blocks are set aside by `charge`, linked through their first word.
+        unsafe {
+            self.pending[bin] = crate::util::sync::link_read(b as usize) as *mut Block;
+            crate::util::sync::link_write(b as usize, 0);
+        }
         self.pending_count -= 1;
-        true
+        b.cast()
+    }
+
+    /// Takes any pending block (at heap teardown, to give them back to their pages).
+    pub fn take_any_pending(&mut self) -> *mut u8 {
+        for bin in 0..BIN_COUNT {
+            let b = self.take_pending(bin);
+            if !b.is_null() {
+                return b;
+            }
+        }
+        ptr::null_mut()
     }
 }
 
@@ -689,26 +689,24 @@ mod tests {
                     0 => page.extend(),
                     n => n,
                 };
+                let before = page.used.get();
                 let kept = s.charge(rate, &page, n);
                 assert!(kept <= n);
-                assert_eq!(page.free_len(), kept);
-                assert_eq!(
-                    page.local_free_len(),
-                    n - kept,
-                    "the cut blocks wait on local_free"
-                );
+                let on_free = page.free_len();
+                if kept < n || page.used.get() > before {
+                    assert_eq!(on_free, kept - 1, "the pending block is not on free");
+                    assert_eq!(page.local_free_len(), n - kept);
+                }
                 while !page.free.get().is_null() {
                     page.pop_free(|_| panic!("corrupt link"));
                     handed += 1;
                 }
                 while s.pending_count > 0 {
-                    assert!(
-                        s.take_pending(3),
-                        "the sample is pending for the page's class"
-                    );
+                    let b = s.take_pending(3);
+                    assert!(!b.is_null() && page.contains(b as usize));
                     sampled += 1;
+                    handed += 1;
                 }
-                assert!(!s.take_pending(3));
                 assert_eq!(page.used.get() as usize, handed);
                 assert_eq!(
                     page.live_count(),
@@ -719,7 +717,7 @@ mod tests {
             }
         }
         assert_eq!(handed, 1024);
-        // 1024 blocks, one sample per 100 on average: about 10; none taken from the page.
+        // 1024 blocks, one sample per 100 on average: about 10.
         assert!((3..=25).contains(&sampled), "{sampled} samples");
     }
 

@@ -4,17 +4,15 @@
 //!
 //! Checked: each page's equation `used + |free| + |local_free| == capacity` (a block on
 //! `thread_free` counts as used until collected) and bounds; that the live bitmap has one bit
-//! per used block (`live_count == used`); that a small page flagged as holding a sample holds
-//! one block; the page queues' links and the
+//! per used block (`live_count == used`); the page queues' links and the
 //! direct table (`PageQueues::check`); the heap's lists of segments with free slots (links, and
 //! that each is owned by the heap and has a free slot); every queued page belongs to the heap;
 //! a first-class heap is in its parent's list of children, shares its thread, and has none.
 
 use crate::heap::Heap;
 use crate::os::Os;
-use crate::page::{Page, FLAG_SAMPLED};
+use crate::page::Page;
 use crate::segment::Segment;
-use crate::size_class::bin_is_small;
 use crate::util::list::List;
 use crate::util::sync::Ordering;
 
@@ -35,14 +33,6 @@ pub unsafe fn check_page(page: &Page, quarantined: u32) {
         page,
         page.used.get(),
         page.capacity.get(),
-        page.reserved.get()
-    );
-    assert!(
-        page.flags() & FLAG_SAMPLED == 0
-            || !bin_is_small(page.bin.get() as usize)
-            || page.reserved.get() == 1,
-        "page {:p}: sampled, with room for {} blocks",
-        page,
         page.reserved.get()
     );
     // SAFETY: the caller owns the page.
