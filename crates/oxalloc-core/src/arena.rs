@@ -299,13 +299,26 @@ impl<S: Os + 'static> Arena<S> {
         }
     }
 
-    /// Takes the smallest cached span of at least `min` bytes, after letting the cache decay.
-    /// A larger span is taken whole: its slack lets the block grow in place, its dirty pages
-    /// (at most the cache's dirty limit) are reused rather than faulted in anew, and a purged
-    /// span costs address space only.
+    /// Takes the smallest cached span of at least `min` bytes for a huge block, after letting
+    /// the cache decay. A larger span is taken whole: its slack lets the block grow in place,
+    /// its dirty pages (at most the cache's dirty limit) are reused rather than faulted in
+    /// anew, and a purged span costs address space only.
     pub(crate) fn cache_take(&self, min: usize) -> Option<Span> {
+        self.cache_take_with(|cache| cache.take(min, usize::MAX))
+    }
+
+    /// Takes a span of exactly one segment from the cache (a freed segment, or a huge block's
+    /// of that size), after letting the cache decay. A segment never takes a larger span:
+    /// the tail past its pages would stay mapped, and resident if dirty, for the segment's
+    /// life, while the next huge block of that size maps a new span (spans are not cut, as
+    /// cut spans never grow back together).
+    fn cache_take_segment(&self) -> Option<Span> {
+        self.cache_take_with(|cache| cache.take(SEGMENT_SIZE, SEGMENT_SIZE))
+    }
+
+    fn cache_take_with(&self, take: impl FnOnce(&mut SpanCache) -> Option<Span>) -> Option<Span> {
         let mut cache = self.cache.lock();
-        let span = cache.take(min, usize::MAX);
+        let span = take(&mut cache);
         self.cache_dirty
             .store(cache.dirty_bytes(), Ordering::Relaxed);
         drop(cache);
@@ -337,7 +350,10 @@ impl<S: Os + 'static> Arena<S> {
     }
 
     /// Inserts a span, unmapping (outside the lock) whatever the cache's limits push out.
-    unsafe fn cache_insert(&self, span: Span) {
+    ///
+    /// # Safety
+    /// The span is a mapping from [`Arena::map`] that nothing uses, in no cache.
+    pub(crate) unsafe fn cache_insert(&self, span: Span) {
         let limit = options::get(Opt::SpanCache);
         let mut cache = self.cache.lock();
         let mut evicted = cache.insert(span, limit);
@@ -389,7 +405,7 @@ impl<S: Os + 'static> Arena<S> {
         debug_assert!(kind != SegmentKind::Huge);
         // Before anything: the caller (a heap's fresh page) has no update under way.
         self.wake_purge_thread();
-        let (at, size, zeroed) = match self.cache_take(SEGMENT_SIZE) {
+        let (at, size, zeroed) = match self.cache_take_segment() {
             Some(span) => (span.ptr as *mut u8, span.size, span.zeroed),
             None => match self.map(SEGMENT_SIZE) {
                 Some(m) => (m.ptr.as_ptr(), SEGMENT_SIZE, m.zeroed),

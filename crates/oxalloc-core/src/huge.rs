@@ -11,7 +11,7 @@
 //! frees the new block and is not detected.
 
 use crate::arena::Arena;
-use crate::os::{Os, OS_PAGE};
+use crate::os::{Os, RemapInto, OS_PAGE};
 use crate::page::{live_word_offset, Page, FLAG_HUGE, FLAG_SECURE};
 use crate::segment::{
     owner, Segment, SegmentKind, HEADER_SIZE, MAX_ALIGN, MAX_PAGES, SEGMENT_SIZE,
@@ -178,12 +178,27 @@ pub(crate) unsafe fn claim(seg: *mut Segment) -> bool {
     }
 }
 
-/// Grows a huge block by moving its pages to a new, larger mapping (no copy, no page
-/// faults). Returns the block's new address, or null if the source cannot move mappings.
+/// Where [`huge_move`] moves a block to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum MoveTo {
+    /// The smallest cached span that holds the block, taken whole (as `huge_alloc` takes
+    /// one); its old pages are discarded.
+    CachedSpan,
+    /// A new mapping.
+    NewMapping,
+}
+
+/// Grows a huge block by moving its pages (no copy, no page faults) to `to`. Returns the
+/// block's new address, or null if there is no such span or the source cannot move mappings.
 ///
 /// # Safety
 /// `seg` is the registered huge segment of a live block, and no other thread uses it.
-pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: usize) -> *mut u8 {
+pub unsafe fn huge_move<S: Os>(
+    arena: &Arena<S>,
+    seg: *mut Segment,
+    new_size: usize,
+    to: MoveTo,
+) -> *mut u8 {
     // SAFETY: per the contract the segment header is valid and the block is ours.
     unsafe {
         let offset = (*seg).pages[0].start.get() as usize - seg as usize;
@@ -194,14 +209,50 @@ pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: us
             return ptr::null_mut();
         };
         let old = (*seg).size;
+        let old_at = NonNull::new_unchecked(seg.cast::<u8>());
+        let span = match to {
+            MoveTo::CachedSpan => match arena.cache_take(total) {
+                Some(span) => Some(span),
+                None => return ptr::null_mut(),
+            },
+            MoveTo::NewMapping => None,
+        };
         // The header moves with the pages: take the segment out of the map and registry
         // while its address changes.
         arena.unregister(seg);
-        let Some(moved) =
-            arena
-                .os
-                .remap_move(NonNull::new_unchecked(seg.cast()), old, total, SEGMENT_SIZE)
-        else {
+        let moved = match span {
+            Some(span) => {
+                let dest = NonNull::new_unchecked(span.ptr as *mut u8);
+                // Onto the whole span, so the block stays one mapping that `mremap` can grow
+                // later.
+                match arena.os.remap_into(old_at, old, dest, span.size) {
+                    RemapInto::Moved => {
+                        GlobalCounters::gauge_sub(&arena.counters.mapped_bytes, old as u64);
+                        Some((dest, span.size))
+                    }
+                    RemapInto::Unsupported => {
+                        // Back as it was, with its age and state.
+                        arena.cache_insert(span);
+                        None
+                    }
+                    RemapInto::Failed => {
+                        // The destination may be partly unmapped already: give all of it back.
+                        arena.unmap(dest.as_ptr(), span.size);
+                        None
+                    }
+                }
+            }
+            None => {
+                let moved = arena.os.remap_move(old_at, old, total, SEGMENT_SIZE);
+                if moved.is_some() {
+                    let c = &arena.counters;
+                    GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, total as u64);
+                    GlobalCounters::gauge_sub(&c.mapped_bytes, old as u64);
+                }
+                moved.map(|at| (at, total))
+            }
+        };
+        let Some((moved, total)) = moved else {
             arena.register(seg);
             return ptr::null_mut();
         };
@@ -224,7 +275,6 @@ pub unsafe fn huge_move<S: Os>(arena: &Arena<S>, seg: *mut Segment, new_size: us
         }
         arena.register(nseg);
         let c = &arena.counters;
-        GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, (total - old) as u64);
         GlobalCounters::gauge_add(&c.huge_live_bytes, &c.peak_live_bytes, (total - old) as u64);
         start
     }
@@ -267,12 +317,19 @@ pub unsafe fn huge_realloc<S: Os>(
             return p;
         }
         // Growing: half as much again as slack, so growth by small steps is O(log n) remaps.
+        // A cached span that holds it comes first: growing in place would fault in as many
+        // new pages while the span's stay resident until they are purged.
         let target = new_size.max(usable.saturating_add(usable / 2));
-        if huge_resize_in_place(arena, seg, target) || huge_resize_in_place(arena, seg, new_size) {
-            (*seg).pages[0].requested.set(new_size);
-            return p;
+        let mut moved = huge_move(arena, seg, target, MoveTo::CachedSpan);
+        if moved.is_null() {
+            if huge_resize_in_place(arena, seg, target)
+                || huge_resize_in_place(arena, seg, new_size)
+            {
+                (*seg).pages[0].requested.set(new_size);
+                return p;
+            }
+            moved = huge_move(arena, seg, target, MoveTo::NewMapping);
         }
-        let moved = huge_move(arena, seg, target);
         if !moved.is_null() {
             (*Segment::of(moved)).pages[0].requested.set(new_size);
         }

@@ -19,6 +19,17 @@ pub struct Mapping {
     pub zeroed: bool,
 }
 
+/// What [`Os::remap_into`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemapInto {
+    /// The pages moved; the old range is gone.
+    Moved,
+    /// The source cannot move these ranges; both are untouched.
+    Unsupported,
+    /// The kernel refused: the old range is untouched, the destination may be unmapped.
+    Failed,
+}
+
 /// Where memory comes from.
 ///
 /// # Safety
@@ -76,6 +87,23 @@ pub unsafe trait Os: Sync {
         _align: usize,
     ) -> Option<NonNull<u8>> {
         None
+    }
+
+    /// Moves a mapping's pages onto `dest..dest+new_size`, part of another mapping of this
+    /// source that nothing uses (its contents are discarded), without copying them (`mremap`
+    /// with `MREMAP_FIXED`). The default cannot.
+    ///
+    /// # Safety
+    /// `ptr..ptr+old_size` was mapped by this source and nothing else refers into it;
+    /// `dest..dest+new_size` is OS-page aligned, unused and ours.
+    unsafe fn remap_into(
+        &self,
+        _ptr: NonNull<u8>,
+        _old_size: usize,
+        _dest: NonNull<u8>,
+        _new_size: usize,
+    ) -> RemapInto {
+        RemapInto::Unsupported
     }
 
     /// A monotonic clock in milliseconds, cheap to read (for the purge delay).

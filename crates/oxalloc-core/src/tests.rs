@@ -8,7 +8,7 @@ use crate::arena::Arena;
 use crate::heap::{Heap, HeapRegistry};
 use crate::region::FixedRegion;
 use crate::segment::owner::NO_THREAD;
-use crate::segment::SEGMENT_SIZE;
+use crate::segment::{Segment, SEGMENT_SIZE};
 use crate::util::sync::{AtomicUsize, Ordering};
 use std::boxed::Box;
 use std::vec::Vec;
@@ -390,6 +390,42 @@ fn huge_blocks_map_cache_and_unmap() {
     assert!(unsafe { h.malloc(usize::MAX / 2) }.is_null());
     // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
     unsafe { g.destroy_heap(h) };
+}
+
+#[test]
+fn a_segment_leaves_a_cached_huge_span_to_huge_blocks() {
+    let g = &global(16);
+    let h = heap(g);
+    let seg_of = |p: *mut u8| p as usize & !(SEGMENT_SIZE - 1);
+    // SAFETY: see the module comment: one heap per thread, and only pointers the allocator returned (except where a test checks that a bad pointer is refused).
+    let big = unsafe { h.malloc(14 << 20) };
+    assert!(!big.is_null());
+    assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS + 4);
+    // SAFETY: as above.
+    unsafe { g.free(big, NO_THREAD) };
+    // The heap's first small page needs a segment: one of its own, not the cached span.
+    // SAFETY: as above.
+    let small = unsafe { h.malloc(64) };
+    assert_ne!(seg_of(small), seg_of(big));
+    // SAFETY: the segment is registered and holds `small`, a live block.
+    assert_eq!(
+        unsafe { (*(seg_of(small) as *const Segment)).size },
+        SEGMENT_SIZE
+    );
+    assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS + 5);
+    // The next huge block reuses the span, without a new mapping.
+    // SAFETY: as above.
+    let again = unsafe { h.malloc(10 << 20) };
+    assert_eq!(again, big);
+    assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS + 5);
+    // SAFETY: as above.
+    unsafe {
+        g.free(again, NO_THREAD);
+        g.free(small, h.thread_id());
+        g.destroy_heap(h);
+    }
+    g.trim();
+    assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS);
 }
 
 #[test]

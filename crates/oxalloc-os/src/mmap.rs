@@ -186,6 +186,32 @@ impl Mmap {
         Some(dest)
     }
 
+    /// Moves a mapping's pages onto `dest..dest+new` (a range of ours whose contents are
+    /// discarded) without copying; false if the kernel refused, which may have unmapped the
+    /// destination.
+    ///
+    /// # Safety
+    /// Both ranges are ours, and nothing else refers into either.
+    pub unsafe fn remap_into(
+        &self,
+        ptr: NonNull<u8>,
+        old: usize,
+        dest: NonNull<u8>,
+        new: usize,
+    ) -> bool {
+        // SAFETY: per the contract; MREMAP_FIXED replaces the destination's pages.
+        let p = unsafe {
+            libc::mremap(
+                ptr.as_ptr().cast(),
+                old,
+                new,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                dest.as_ptr(),
+            )
+        };
+        p == dest.as_ptr().cast()
+    }
+
     /// Grows or shrinks a mapping without moving it.
     ///
     /// # Safety

@@ -10,7 +10,7 @@ use oxalloc_core::options::{self, purge, source, thp, Opt};
 /// The transparent huge page size on x86-64 and most aarch64 kernels: mappings aligned to it
 /// (segments) are the ones THP advice is given for.
 const HUGE_PAGE: usize = 2 << 20;
-use oxalloc_core::os::{Mapping, Os};
+use oxalloc_core::os::{Mapping, Os, RemapInto};
 
 /// The memory source oxalloc runs on.
 pub struct OsSource {
@@ -131,6 +131,26 @@ unsafe impl Os for OsSource {
         let _keep = sys::ErrnoGuard::new();
         // SAFETY: per the trait contract.
         unsafe { self.mmap.remap_move(ptr, old_size, new_size, align) }
+    }
+
+    unsafe fn remap_into(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        dest: NonNull<u8>,
+        new_size: usize,
+    ) -> RemapInto {
+        // The break's ranges are bookkept by `Brk`: nothing moves into or out of them.
+        if self.brk.owns(ptr.as_ptr()) || self.brk.owns(dest.as_ptr()) {
+            return RemapInto::Unsupported;
+        }
+        let _keep = sys::ErrnoGuard::new();
+        // SAFETY: per the trait contract.
+        if unsafe { self.mmap.remap_into(ptr, old_size, dest, new_size) } {
+            RemapInto::Moved
+        } else {
+            RemapInto::Failed
+        }
     }
 
     fn now_ms(&self) -> u64 {

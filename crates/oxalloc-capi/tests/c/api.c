@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <dlfcn.h>
 #include "oxalloc.h"
 
@@ -320,6 +321,20 @@ int main(void) {
     void *op = NULL;
     CHECK("ox_posix_memalign", OX(ox_posix_memalign)(&op, 1024, 10) == 0 && ((uintptr_t)op & 1023) == 0);
     OX(ox_free)(ox); OX(ox_free)(oc); free(op);
+
+    /* A huge block that cannot grow where it is moves onto a cached span, not a new mapping:
+     * b's span is cached, a's end is blocked by a mapping of ours, and a grows past its span. */
+    malloc_trim(0);
+    unsigned char *a = malloc(3u << 20);
+    unsigned char *b = malloc(16u << 20);
+    memset(a, 0x5c, 3u << 20);
+    free(b);
+    void *fence = mmap(a + malloc_usable_size(a), 4096, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    unsigned char *grown = realloc(a, 8u << 20);
+    CHECK("huge_realloc_moves_onto_cached_span", grown == b && all_bytes(grown, 0x5c, 3u << 20));
+    free(grown);
+    if (fence != MAP_FAILED) munmap(fence, 4096);
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
