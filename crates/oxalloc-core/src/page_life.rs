@@ -389,8 +389,12 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
             if !(*page).assigned.get() {
                 continue;
             }
-            // The page's blocks in use were no heap's while abandoned: from now on they are ours.
-            (*page).used_accounted.set(0);
+            // The page's blocks in use were no heap's while abandoned: from now on they are
+            // ours. Those its last owner accounted are in the global estimate already, so only
+            // what changed since (frees collected here) moves it.
+            (*heap)
+                .counters
+                .adopt_live((*page).used_accounted.get(), (*page).block_size.get());
             (*page).heap.store(me, Ordering::Release);
             (*page).thread_free.set_state(delayed::NORMAL);
             collect(heap, page);
@@ -402,9 +406,10 @@ pub(crate) unsafe fn reclaim<S: Os>(heap: *mut Heap<S>, seg: *mut Segment) {
                     break; // the segment itself was released
                 }
             } else {
-                (*heap)
-                    .counters
-                    .add_live((*page).used.get() as i64, (*page).block_size.get());
+                (*heap).counters.add_live(
+                    (*page).used.get() as i64 - (*page).used_accounted.get() as i64,
+                    (*page).block_size.get(),
+                );
                 (*page).used_accounted.set((*page).used.get());
                 (*heap).pages.push_back(page);
             }

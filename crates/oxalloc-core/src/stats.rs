@@ -259,6 +259,14 @@ impl HeapCounters {
         self.live_delta.set(self.live_delta.get() + bytes);
     }
 
+    /// Takes `blocks` blocks of `block_size` bytes that are in use and already in the global
+    /// estimate (an abandoned page's accounted blocks, on reclaim) into this heap's live
+    /// counts, without changing the estimate.
+    pub fn adopt_live(&self, blocks: u32, block_size: usize) {
+        owner_add(&self.live_blocks, blocks as u64);
+        owner_add(&self.live_bytes, blocks as u64 * block_size as u64);
+    }
+
     /// Moves this heap's allocation counts into the global counters (at teardown). Its live
     /// counts are dropped: the blocks still in use are in abandoned segments, which snapshots
     /// walk.

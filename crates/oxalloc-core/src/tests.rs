@@ -954,3 +954,40 @@ fn a_corrupted_link_is_caught_before_malloc_follows_it() {
         }
     }
 }
+
+/// Blocks left by heaps that are gone, freed by another thread and reclaimed by a new heap,
+/// leave the live-byte estimate (and its peak) where the blocks in use put it: a reclaim takes
+/// over the accounting its last owner made, without counting the blocks again.
+#[test]
+fn reclaimed_pages_keep_the_live_estimate_exact() {
+    let g = &global(32);
+    let (n, size) = (scaled(20_000, 2_000), 64);
+    let round_bytes = (n * size) as u64;
+    for round in 0..8 {
+        let h = heap(g);
+        let ptrs: Vec<usize> = (0..n)
+            // SAFETY: see the module comment.
+            .map(|_| unsafe { h.malloc(size) } as usize)
+            .collect();
+        // SAFETY: the heap is gone: its segments are abandoned with the blocks still live.
+        unsafe { g.destroy_heap(h) };
+        for &p in &ptrs {
+            // SAFETY: see the module comment (a free under another thread's id).
+            unsafe { g.free(p as *mut u8, NO_THREAD) };
+        }
+        let other = heap(g);
+        // SAFETY: `other` is driven by this thread; collecting reclaims every abandoned segment.
+        unsafe { crate::collect::collect(Some(other.0), g.arena) };
+        // SAFETY: as above.
+        unsafe { g.destroy_heap(other) };
+        let gauges = crate::visit::gauges(g.arena);
+        assert!(
+            gauges.live_bytes < round_bytes / 8,
+            "round {round}: {gauges:?}"
+        );
+        assert!(
+            gauges.peak_live_bytes <= 2 * round_bytes,
+            "round {round}: {gauges:?}"
+        );
+    }
+}
