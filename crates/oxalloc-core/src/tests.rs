@@ -408,10 +408,8 @@ fn a_segment_leaves_a_cached_huge_span_to_huge_blocks() {
     let small = unsafe { h.malloc(64) };
     assert_ne!(seg_of(small), seg_of(big));
     // SAFETY: the segment is registered and holds `small`, a live block.
-    assert_eq!(
-        unsafe { (*(seg_of(small) as *const Segment)).size },
-        SEGMENT_SIZE
-    );
+    let seg_size = unsafe { (*(seg_of(small) as *const Segment)).size };
+    assert_eq!(seg_size, SEGMENT_SIZE);
     assert_eq!(g.os.in_use.load(Ordering::Relaxed), POOL_UNITS + 5);
     // The next huge block reuses the span, without a new mapping.
     // SAFETY: as above.
