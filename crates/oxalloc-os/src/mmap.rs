@@ -169,16 +169,7 @@ impl Mmap {
         // Reserve the destination first, so the kernel places nothing else there.
         let dest = self.map(new, align)?.ptr;
         // SAFETY: both ranges are ours; MREMAP_FIXED replaces the reservation atomically.
-        let p = unsafe {
-            libc::mremap(
-                ptr.as_ptr().cast(),
-                old,
-                new,
-                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                dest.as_ptr(),
-            )
-        };
-        if p == libc::MAP_FAILED {
+        if !unsafe { self.remap_into(ptr, old, dest, new) } {
             // SAFETY: the reservation is ours and unused.
             unsafe { libc::munmap(dest.as_ptr().cast(), new) };
             return None;
