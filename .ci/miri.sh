@@ -39,7 +39,10 @@
 #   now, within the 6 minutes above);
 # - profile::tests::table_records_finds_and_releases (safe code over the sample table's
 #   atomics: 7.5 minutes). The profile's statistical tests run here at a smaller scale under
-#   Miri (4000 and 2000 draws, bounds of five standard errors).
+#   Miri (4000 and 2000 draws, bounds of five standard errors);
+# - tests::reclaimed_pages_keep_the_live_estimate_exact (single-threaded statistics
+#   bookkeeping over 8 rounds of abandon and reclaim: more than 8 minutes under Miri, which
+#   the reclaim path it shares with tests::abandoned_segments_are_reclaimed already covers).
 # The multi-threaded tests, where Miri's race detector matters most, all run.
 #
 # Why the heap tests used to be left out, or ran for more than ten minutes: every call of
@@ -65,7 +68,7 @@ ensure_component nightly miri
 export CARGO_TARGET_DIR="$(target_dir)/miri-$(basename "$PWD")"
 cargo +nightly miri setup || fail "cargo miri setup"
 export MIRIFLAGS="${MIRIFLAGS--Zmiri-ignore-leaks -Zmiri-permissive-provenance}"
-skip=" ${MIRI_SKIP-tests::random_replacement_keeps_the_heap_consistent tests::secure_mode_seals_fills_and_gives_everything_back tests::malloc_free_many_sizes_reuses_memory size_class::tests::every_size_round_trips tests::free_pages_of_a_live_segment_are_purged_after_the_delay profile::tests::table_records_finds_and_releases} "
+skip=" ${MIRI_SKIP-tests::random_replacement_keeps_the_heap_consistent tests::secure_mode_seals_fills_and_gives_everything_back tests::malloc_free_many_sizes_reuses_memory size_class::tests::every_size_round_trips tests::free_pages_of_a_live_segment_are_purged_after_the_delay profile::tests::table_records_finds_and_releases tests::reclaimed_pages_keep_the_live_estimate_exact} "
 # The heaviest tests by Miri's (virtual) clock, dealt out first so that the halves take about as
 # long as each other.
 heavy="tests::random_replacement_keeps_the_heap_consistent tests::secure_mode_seals_fills_and_gives_everything_back tests::malloc_free_many_sizes_reuses_memory tests::snapshots_while_another_thread_allocates tests::frees_into_abandoned_segments_are_released_by_the_purge_clock size_class::tests::every_size_round_trips tests::remote_frees_come_back_to_the_owner tests::huge_blocks_map_cache_and_unmap"
