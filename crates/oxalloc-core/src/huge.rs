@@ -209,6 +209,8 @@ pub unsafe fn huge_move<S: Os>(
             return ptr::null_mut();
         };
         let old = (*seg).size;
+        // Only ever called to grow.
+        debug_assert!(total > old);
         let old_at = NonNull::new_unchecked(seg.cast::<u8>());
         let span = match to {
             MoveTo::CachedSpan => match arena.cache_take(total) {
@@ -246,8 +248,11 @@ pub unsafe fn huge_move<S: Os>(
                 let moved = arena.os.remap_move(old_at, old, total, SEGMENT_SIZE);
                 if moved.is_some() {
                     let c = &arena.counters;
-                    GlobalCounters::gauge_add(&c.mapped_bytes, &c.peak_mapped_bytes, total as u64);
-                    GlobalCounters::gauge_sub(&c.mapped_bytes, old as u64);
+                    GlobalCounters::gauge_add(
+                        &c.mapped_bytes,
+                        &c.peak_mapped_bytes,
+                        (total - old) as u64,
+                    );
                 }
                 moved.map(|at| (at, total))
             }
