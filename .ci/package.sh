@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Packaging: the crates a Rust user depends on by version (oxalloc, and oxalloc-core and
 # oxalloc-os under it) pass `cargo package`, which builds each packaged crate on its own
-# against the others (cargo's local overlay for unpublished workspace crates; it needs the
-# crates.io index for libc). Their metadata is checked: description, license, readme,
-# keywords, categories and the docs.rs section.
+# against the others (cargo's local overlay for unpublished workspace crates). Their
+# metadata is checked: description, license, readme, keywords, categories and the docs.rs
+# section.
 source "$(dirname "$0")/lib.sh"
 
 crates=(oxalloc-core oxalloc-os oxalloc)
-# --allow-dirty: what is checked is the packaging, also of a working tree with changes.
-# Verifying reads the crates.io index; a CI run on 2026-12-02 failed here once and passed on a
-# clean clone right after, so a failure is retried once, loudly (a real packaging error fails
-# twice).
-if ! cargo package --allow-dirty "${crates[@]/#/-p}"; then
-    say "cargo package failed; retrying once in 10 s (a transient registry error fails only once)"
-    sleep 10
-    cargo package --allow-dirty "${crates[@]/#/-p}" || fail "cargo package ${crates[*]} (twice)"
+# The step's one network access, the crates.io index, is read once by `cargo fetch`
+# (retried once, loudly); `cargo package` then runs offline against what was fetched, so a
+# failure after the fetch is a packaging error. CI runs on 2026-12-02 and 2026-12-03 failed
+# in this step where a clean clone here passed; the part of their output that was kept did
+# not say why, and a registry read is the one thing here that differs between machines.
+if ! cargo fetch; then
+    say "cargo fetch failed; retrying once in 15 s (a transient registry error fails only once)"
+    sleep 15
+    cargo fetch || fail "cargo fetch could not read the crates.io index (twice)"
 fi
+# --allow-dirty: what is checked is the packaging, also of a working tree with changes.
+cargo package --offline --allow-dirty "${crates[@]/#/-p}" || fail "cargo package ${crates[*]}"
 target=$(target_dir)
-version=$(cargo pkgid -p oxalloc | sed 's/.*[#@]//')
+version=$(cargo pkgid --offline -p oxalloc | sed 's/.*[#@]//')
 for c in "${crates[@]}"; do
     manifest=$(tar -xzOf "$target/package/$c-$version.crate" "$c-$version/Cargo.toml") \
         || fail "$c-$version.crate has no Cargo.toml"
