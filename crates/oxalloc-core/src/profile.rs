@@ -41,7 +41,7 @@ use crate::os::{Os, OS_PAGE};
 use crate::page::{Block, Page, FLAG_SAMPLED};
 use crate::size_class::BIN_COUNT;
 use crate::util::align::align_up;
-use crate::util::sync::{AtomicUsize, Ordering};
+use crate::util::sync::{fence, AtomicUsize, Ordering};
 use core::ptr;
 
 /// Most frames kept per sample.
@@ -76,7 +76,9 @@ pub struct Sample {
 }
 
 struct Slot {
-    /// Incremented each time the slot is written.
+    /// A sequence lock over the slot's fields: odd while a block resized in place rewrites
+    /// its sizes, advanced by 2 by each write, so a reader that sees it odd or changed
+    /// throws its copy away.
     generation: AtomicUsize,
     size: AtomicUsize,
     block_size: AtomicUsize,
@@ -211,7 +213,17 @@ impl Profiler {
                 continue;
             }
             let s = &t.slots[k];
-            s.generation.fetch_add(1, Ordering::Relaxed);
+            // The busy key makes this thread the slot's only writer, and readers skip it
+            // until the key is published; the generation still moves (before the fields, as
+            // in `resized`), for a reader that copied the slot's previous sample.
+            let generation = s.generation.load(Ordering::Relaxed);
+            debug_assert!(
+                generation % 2 == 0,
+                "a slot's generation is odd outside a write"
+            );
+            s.generation
+                .store(generation.wrapping_add(2), Ordering::Relaxed);
+            fence(Ordering::Release);
             s.size.store(size, Ordering::Relaxed);
             s.block_size.store(block_size, Ordering::Relaxed);
             let depth = frames.len().min(FRAMES);
@@ -227,23 +239,23 @@ impl Profiler {
         false
     }
 
-    /// Finds the slot of the block at `addr` and swaps its key for `to` (with `order` on
-    /// success); returns the table and the slot, or `None` if the block has no sample.
-    fn swap_key(&self, addr: usize, to: usize, order: Ordering) -> Option<(&Table, usize)> {
+    /// The table and the slot of the sample of the block at `addr`, if it has one.
+    fn slot_of(&self, addr: usize) -> Option<(&Table, usize)> {
         let t = self.table()?;
         let h = hash(addr);
-        (0..PROBES).map(|i| (h + i) % SLOTS).find_map(|k| {
-            (t.keys[k].load(Ordering::Relaxed) == addr
-                && t.keys[k]
-                    .compare_exchange(addr, to, order, Ordering::Relaxed)
-                    .is_ok())
-            .then_some((t, k))
-        })
+        (0..PROBES)
+            .map(|i| (h + i) % SLOTS)
+            .find(|&k| t.keys[k].load(Ordering::Relaxed) == addr)
+            .map(|k| (t, k))
     }
 
     /// Removes the sample of the block at `addr`, if there is one; returns whether there was.
     pub fn release(&self, addr: usize) -> bool {
-        let released = self.swap_key(addr, EMPTY, Ordering::AcqRel).is_some();
+        let released = self.slot_of(addr).is_some_and(|(t, k)| {
+            t.keys[k]
+                .compare_exchange(addr, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
         if released {
             self.live.fetch_sub(1, Ordering::Relaxed);
         }
@@ -253,8 +265,8 @@ impl Profiler {
     /// A sampled block moved from `old` to `new` (a huge block moved by realloc) and has `size`
     /// bytes now.
     /// A block resized in place (a huge block grown within its mapping, or by `mremap` at the
-    /// same address: a string builder makes one such call per append) keeps its slot, whose
-    /// sizes are rewritten with the key held busy, as `record` writes a slot.
+    /// same address: a string builder makes one such call per append) keeps its slot, and its
+    /// sizes are rewritten under the slot's sequence lock, with plain stores.
     pub fn moved<S: Os>(&self, os: &S, old: usize, new: usize, size: usize, block_size: usize) {
         if old == new {
             return self.resized(old, size, block_size);
@@ -268,14 +280,28 @@ impl Profiler {
         }
     }
 
+    /// The owner of a live block is the only thread that writes its slot (the slot is
+    /// claimed by `record` and emptied by `release`, which a free or realloc of that block
+    /// does), so the write needs no locked instruction: the generation turns odd, a release
+    /// fence orders that before the new sizes, and the even generation after them is a
+    /// release store. A reader ([`Profiler::copy`]) that saw any new size sees the change.
     fn resized(&self, addr: usize, size: usize, block_size: usize) {
-        if let Some((t, k)) = self.swap_key(addr, BUSY, Ordering::Acquire) {
-            let s = &t.slots[k];
-            s.generation.fetch_add(1, Ordering::Relaxed);
-            s.size.store(size, Ordering::Relaxed);
-            s.block_size.store(block_size, Ordering::Relaxed);
-            t.keys[k].store(addr, Ordering::Release);
-        }
+        let Some((t, k)) = self.slot_of(addr) else {
+            return;
+        };
+        let s = &t.slots[k];
+        let generation = s.generation.load(Ordering::Relaxed);
+        debug_assert!(
+            generation % 2 == 0,
+            "a slot's generation is odd outside a write"
+        );
+        s.generation
+            .store(generation.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        s.size.store(size, Ordering::Relaxed);
+        s.block_size.store(block_size, Ordering::Relaxed);
+        s.generation
+            .store(generation.wrapping_add(2), Ordering::Release);
     }
 
     /// Clears `page`'s `FLAG_SAMPLED` if no live sample lies in it any more (the owner, after
@@ -316,12 +342,8 @@ impl Profiler {
 
     /// The sample of the block at `addr`, if it has one.
     pub fn find(&self, addr: usize) -> Option<Sample> {
-        let t = self.table()?;
-        let h = hash(addr);
-        (0..PROBES)
-            .map(|i| (h + i) % SLOTS)
-            .find(|&k| t.keys[k].load(Ordering::Relaxed) == addr)
-            .and_then(|k| Self::copy(t, k))
+        let (t, k) = self.slot_of(addr)?;
+        Self::copy(t, k)
     }
 
     /// A consistent copy of slot `k`, or `None` if it is empty or changed while read.
@@ -332,6 +354,9 @@ impl Profiler {
         }
         let s = &t.slots[k];
         let generation = s.generation.load(Ordering::Acquire);
+        if generation % 2 != 0 {
+            return None;
+        }
         let mut out = Sample {
             addr: key,
             size: s.size.load(Ordering::Relaxed),
@@ -342,8 +367,12 @@ impl Profiler {
         for (o, f) in out.frames.iter_mut().zip(&s.frames[..out.depth]) {
             *o = f.load(Ordering::Relaxed);
         }
-        let same = t.keys[k].load(Ordering::Acquire) == key
-            && s.generation.load(Ordering::Acquire) == generation;
+        // The sequence lock's read side: the fields were read before this fence, so if any of
+        // them came from a write that began after `generation` was read, the loads below see
+        // that write's odd or later generation.
+        fence(Ordering::Acquire);
+        let same = t.keys[k].load(Ordering::Relaxed) == key
+            && s.generation.load(Ordering::Relaxed) == generation;
         same.then_some(out)
     }
 
@@ -762,5 +791,36 @@ mod tests {
             .count();
         assert_eq!(recorded, PROBES);
         assert_eq!(q.dropped(), 5);
+    }
+
+    /// The owner resizes a sampled block in place, over and over, while another thread copies
+    /// the table: every copy it keeps holds sizes from one write (here `block_size` is always
+    /// `size + 7`), never one field of one write and one of the next.
+    #[test]
+    fn copies_never_mix_two_in_place_resizes() {
+        let p = Profiler::new();
+        let addr = 0x100_0000;
+        assert!(p.record(&TestOs, addr, 1, 8, &[1, 2]));
+        let rounds = if cfg!(miri) { 50 } else { 200_000 };
+        let done = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for n in 1..=rounds {
+                    p.moved(&TestOs, addr, addr, n, n + 7);
+                }
+                done.store(1, Ordering::Release);
+            });
+            // `find` copies the one slot (`for_each` copies all of them, too slow under Miri).
+            let mut last = 0;
+            while done.load(Ordering::Acquire) == 0 {
+                if let Some(s) = p.find(addr) {
+                    assert_eq!(s.block_size, s.size + 7, "a torn copy: {s:?}");
+                    assert!(s.size >= last, "sizes only grow: {} after {last}", s.size);
+                    assert_eq!(&s.frames[..s.depth], &[1, 2]);
+                    last = s.size;
+                }
+            }
+        });
+        assert_eq!(p.find(addr).unwrap().size, rounds);
     }
 }

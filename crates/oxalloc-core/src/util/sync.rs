@@ -8,7 +8,7 @@
 
 #[cfg(target_has_atomic = "64")]
 pub use core::sync::atomic::AtomicU64;
-pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+pub use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 #[cfg(not(target_has_atomic = "64"))]
 pub use narrow::AtomicU64;
 
