@@ -797,6 +797,7 @@ mod tests {
     /// the table: every copy it keeps holds sizes from one write (here `block_size` is always
     /// `size + 7`), never one field of one write and one of the next.
     #[test]
+    #[cfg_attr(target_family = "wasm", ignore = "wasm32 has no threads")]
     fn copies_never_mix_two_in_place_resizes() {
         let p = Profiler::new();
         let addr = 0x100_0000;
