@@ -86,6 +86,31 @@ struct Slot {
     frames: [AtomicUsize; FRAMES],
 }
 
+impl Slot {
+    /// Opens a write of the slot's fields by its one writer: the generation turns odd, and a
+    /// release fence orders that before the field stores that follow, so a reader
+    /// ([`Profiler::copy`]) that sees any new field sees the change. Returns the generation
+    /// to pass to [`Slot::end_write`].
+    fn begin_write(&self) -> usize {
+        let generation = self.generation.load(Ordering::Relaxed);
+        debug_assert!(
+            generation % 2 == 0,
+            "a slot's generation is odd outside a write"
+        );
+        self.generation
+            .store(generation.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        generation
+    }
+
+    /// Closes the write opened by [`Slot::begin_write`]: the generation is even again, two
+    /// past where it was, stored with release after the fields.
+    fn end_write(&self, generation: usize) {
+        self.generation
+            .store(generation.wrapping_add(2), Ordering::Release);
+    }
+}
+
 /// The mapped table: keys apart from the rest, so a probe reads few cache lines.
 struct Table {
     keys: [AtomicUsize; SLOTS],
@@ -214,16 +239,9 @@ impl Profiler {
             }
             let s = &t.slots[k];
             // The busy key makes this thread the slot's only writer, and readers skip it
-            // until the key is published; the generation still moves (before the fields, as
-            // in `resized`), for a reader that copied the slot's previous sample.
-            let generation = s.generation.load(Ordering::Relaxed);
-            debug_assert!(
-                generation % 2 == 0,
-                "a slot's generation is odd outside a write"
-            );
-            s.generation
-                .store(generation.wrapping_add(2), Ordering::Relaxed);
-            fence(Ordering::Release);
+            // until the key is published; the write still moves the generation, for a
+            // reader that copied the slot's previous sample.
+            let generation = s.begin_write();
             s.size.store(size, Ordering::Relaxed);
             s.block_size.store(block_size, Ordering::Relaxed);
             let depth = frames.len().min(FRAMES);
@@ -231,6 +249,7 @@ impl Profiler {
             for (f, &v) in s.frames.iter().zip(&frames[..depth]) {
                 f.store(v, Ordering::Relaxed);
             }
+            s.end_write(generation);
             t.keys[k].store(addr, Ordering::Release);
             self.live.fetch_add(1, Ordering::Relaxed);
             return true;
@@ -282,26 +301,16 @@ impl Profiler {
 
     /// The owner of a live block is the only thread that writes its slot (the slot is
     /// claimed by `record` and emptied by `release`, which a free or realloc of that block
-    /// does), so the write needs no locked instruction: the generation turns odd, a release
-    /// fence orders that before the new sizes, and the even generation after them is a
-    /// release store. A reader ([`Profiler::copy`]) that saw any new size sees the change.
+    /// does), so the write needs no locked instruction, only the slot's sequence lock.
     fn resized(&self, addr: usize, size: usize, block_size: usize) {
         let Some((t, k)) = self.slot_of(addr) else {
             return;
         };
         let s = &t.slots[k];
-        let generation = s.generation.load(Ordering::Relaxed);
-        debug_assert!(
-            generation % 2 == 0,
-            "a slot's generation is odd outside a write"
-        );
-        s.generation
-            .store(generation.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
+        let generation = s.begin_write();
         s.size.store(size, Ordering::Relaxed);
         s.block_size.store(block_size, Ordering::Relaxed);
-        s.generation
-            .store(generation.wrapping_add(2), Ordering::Release);
+        s.end_write(generation);
     }
 
     /// Clears `page`'s `FLAG_SAMPLED` if no live sample lies in it any more (the owner, after
