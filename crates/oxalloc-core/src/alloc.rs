@@ -173,16 +173,18 @@ unsafe fn malloc_sampled<S: Os>(heap: *mut Heap<S>, size: usize) -> *mut u8 {
     // SAFETY: pending blocks are blocks of our pages, counted as used (and live) and on no
     // free list.
     unsafe {
-        let b = (*heap).sampler.take_pending(bin_of(size));
+        let (b, zeroed) = (*heap).sampler.take_pending(bin_of(size));
         if b.is_null() {
             return b;
         }
         let page = Segment::page_of(Segment::of(b), b);
         debug_assert!((*page).bin.get() as usize == bin_of(size));
-        if (*page).free_zeroed.get() {
-            // `malloc_zeroed` trusts the page's flag, which speaks for its current `free` list.
+        if (*page).free_zeroed.get() && !zeroed {
+            // `malloc_zeroed` trusts the page's flag, which speaks for its current `free` list,
+            // not for a block set aside from an earlier one.
             ptr::write_bytes(b, 0, (*page).block_size.get());
         }
+        debug_assert!(!zeroed || reads_zero(b, (*page).block_size.get()));
         (*page).note_sample(b as usize);
         record_sample(heap, b, size, (*page).block_size.get());
         b

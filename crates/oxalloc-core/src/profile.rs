@@ -516,9 +516,30 @@ impl Sampler {
     /// returns how many blocks remain charged (the ones left on `free` and the pending one);
     /// else returns `n`.
     ///
+    /// Inline: a refill is charged on every page refill while profiling, and no sample point
+    /// falls in almost all of them; the cut is [`Sampler::cut`]'s.
+    ///
     /// # Safety
     /// The calling thread owns `page`, whose `free` list holds exactly `n` blocks.
+    #[inline(always)]
     pub unsafe fn charge(&mut self, rate: usize, page: &Page, n: u32) -> u32 {
+        let total = (n as usize).saturating_mul(page.block_size.get());
+        if self.started && self.next >= total {
+            self.next -= total;
+            return n;
+        }
+        // SAFETY: as for this function.
+        unsafe { self.cut(rate, page, n) }
+    }
+
+    /// [`Sampler::charge`] when the sampler has not started or a sample point falls in the
+    /// list.
+    ///
+    /// # Safety
+    /// As for [`Sampler::charge`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn cut(&mut self, rate: usize, page: &Page, n: u32) -> u32 {
         self.start(rate);
         let bs = page.block_size.get();
         let total = (n as usize).saturating_mul(bs);
@@ -566,38 +587,42 @@ impl Sampler {
             // The pending block counts as used (and live, in the page's bitmap) from now on.
             page.used.set(page.used.get() + 1);
             page.mark_live(b as usize);
+            // Bit 0 of the link (blocks are 16-byte aligned) says whether the block reads
+            // zero but for this word: it was cut from a list of never-used zeroed blocks.
             let bin = page.bin.get() as usize;
-            crate::util::sync::link_write(b as usize, self.pending[bin] as usize);
+            let zeroed = page.free_zeroed.get() as usize;
+            crate::util::sync::link_write(b as usize, self.pending[bin] as usize | zeroed);
             self.pending[bin] = b;
             self.pending_count += 1;
         }
         j as u32 + 1
     }
 
-    /// Takes a pending block of `bin`, if there is one (its first word cleared).
-    pub fn take_pending(&mut self, bin: usize) -> *mut u8 {
+    /// Takes a pending block of `bin`, if there is one (null if not), with its first word
+    /// cleared, and whether the whole block reads zero (it was cut from a list of never-used
+    /// zeroed blocks).
+    pub fn take_pending(&mut self, bin: usize) -> (*mut u8, bool) {
         let b = self.pending[bin];
         if b.is_null() {
-            return ptr::null_mut();
+            return (ptr::null_mut(), false);
         }
-        // SAFETY: pending blocks are set aside by `charge`, linked through their first word.
-        unsafe {
-            self.pending[bin] = crate::util::sync::link_read(b as usize) as *mut Block;
-            crate::util::sync::link_write(b as usize, 0);
-        }
+        // SAFETY: pending blocks are set aside by `cut`, linked through their first word,
+        // whose bit 0 is the block's zeroed mark.
+        let word = unsafe { crate::util::sync::link_read(b as usize) };
+        debug_assert!(word & 14 == 0, "pending links are 16-byte aligned but for the mark");
+        self.pending[bin] = (word & !1) as *mut Block;
+        // SAFETY: as above; the block is ours to hand out.
+        unsafe { crate::util::sync::link_write(b as usize, 0) };
         self.pending_count -= 1;
-        b.cast()
+        (b.cast(), word & 1 != 0)
     }
 
     /// Takes any pending block (at heap teardown, to give them back to their pages).
     pub fn take_any_pending(&mut self) -> *mut u8 {
-        for bin in 0..BIN_COUNT {
-            let b = self.take_pending(bin);
-            if !b.is_null() {
-                return b;
-            }
-        }
-        ptr::null_mut()
+        (0..BIN_COUNT)
+            .map(|bin| self.take_pending(bin).0)
+            .find(|b| !b.is_null())
+            .unwrap_or(ptr::null_mut())
     }
 }
 
@@ -708,12 +733,14 @@ mod tests {
             ..Page::EMPTY
         };
         // SAFETY: the page is the test's alone.
-        unsafe { page.init(3, 64, start, start as usize + 65536, 0x9876_5431, false) };
+        // The area is zeroed, as fresh memory is: the pending blocks carry the zeroed mark.
+        unsafe { page.init(3, 64, start, start as usize + 65536, 0x9876_5431, true) };
         let mut s = Sampler::new();
         s.seed(7);
         let rate = 64 * 100; // a sample every 100 blocks on average
         let mut handed = 0usize;
         let mut sampled = 0usize;
+        let mut marked = 0usize;
         // SAFETY: the test owns the page and its area and follows the free-list protocol.
         unsafe {
             for _ in 0..200 {
@@ -740,8 +767,15 @@ mod tests {
                     handed += 1;
                 }
                 while s.pending_count > 0 {
-                    let b = s.take_pending(3);
+                    let (b, zeroed) = s.take_pending(3);
                     assert!(!b.is_null() && page.contains(b as usize));
+                    // SAFETY: the pending block is a block of the page, ours now.
+                    let bytes = unsafe { core::slice::from_raw_parts(b, page.block_size.get()) };
+                    // The test writes no block, so every block reads zero; the mark is on
+                    // those cut from an extended list (a list refilled from `local_free` has
+                    // lost the page's zeroed flag, so its cuts are not marked).
+                    assert!(bytes.iter().all(|&x| x == 0));
+                    marked += zeroed as usize;
                     sampled += 1;
                     handed += 1;
                 }
@@ -757,6 +791,7 @@ mod tests {
         assert_eq!(handed, 1024);
         // 1024 blocks, one sample per 100 on average: about 10.
         assert!((3..=25).contains(&sampled), "{sampled} samples");
+        assert!(marked >= 1, "no pending block was marked zeroed");
     }
 
     #[test]
