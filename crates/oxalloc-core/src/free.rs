@@ -104,15 +104,15 @@ unsafe fn free_other<S: Os>(
         let ours = (*seg).thread_id.load(Ordering::Relaxed) == tid;
         if FREE_HOOK.load(Ordering::Relaxed) == 0 {
             // A live `p` is a block's start: the one `may_be_sampled` asks about.
-            if !ours
-                && flags & !(FLAG_IN_FULL | FLAG_HAS_ALIGNED | FLAG_SAMPLED) == 0
+            if ours {
+                if flags == FLAG_SAMPLED && !pg.may_be_sampled(p as usize) {
+                    return free_local(p, tid, seg, page, arena);
+                }
+            } else if flags & !(FLAG_IN_FULL | FLAG_HAS_ALIGNED | FLAG_SAMPLED) == 0
                 && pg.is_live(p as usize)
                 && (flags & FLAG_SAMPLED == 0 || !pg.may_be_sampled(p as usize))
             {
                 return free_remote(arena, pg, p);
-            }
-            if ours && flags == FLAG_SAMPLED && !pg.may_be_sampled(p as usize) {
-                return free_local(p, tid, seg, page, arena);
             }
         }
         free_generic(p, tid, seg, page, arena)
@@ -359,7 +359,7 @@ unsafe fn free_sampled<S: Os>(
         }
         if arena.profile.release(block) && !huge && (*seg).thread_id.load(Ordering::Relaxed) == tid
         {
-            arena.profile.unflag_if_none(pg);
+            arena.profile.unflag_after_release(pg, block);
         }
     }
 }

@@ -325,6 +325,21 @@ impl Profiler {
         }
     }
 
+    /// [`Profiler::unflag_if_none`] after the owner released the sample of `block`, a block
+    /// of `page`: when the page's hint is that one block (not a filter), it was the page's
+    /// only sample since the flag was set, so the flag goes without a look in the table.
+    ///
+    /// # Safety
+    /// As for [`Profiler::unflag_if_none`].
+    pub unsafe fn unflag_after_release(&self, page: &Page, block: usize) {
+        if page.sample.load(Ordering::Relaxed) == block {
+            page.remove_flags(FLAG_SAMPLED);
+        } else {
+            // SAFETY: per the contract.
+            unsafe { self.unflag_if_none(page) }
+        }
+    }
+
     /// Whether a live sample lies in `start..end` (called when a sampled block is freed by its
     /// page's owner, to clear the page's flag): scans the windows of the range's granules (one
     /// for a small page, eight for a medium one), or the whole table for a longer range.
@@ -609,7 +624,10 @@ impl Sampler {
         // SAFETY: pending blocks are set aside by `cut`, linked through their first word,
         // whose bit 0 is the block's zeroed mark.
         let word = unsafe { crate::util::sync::link_read(b as usize) };
-        debug_assert!(word & 14 == 0, "pending links are 16-byte aligned but for the mark");
+        debug_assert!(
+            word & 14 == 0,
+            "pending links are 16-byte aligned but for the mark"
+        );
         self.pending[bin] = (word & !1) as *mut Block;
         // SAFETY: as above; the block is ours to hand out.
         unsafe { crate::util::sync::link_write(b as usize, 0) };
@@ -769,8 +787,7 @@ mod tests {
                 while s.pending_count > 0 {
                     let (b, zeroed) = s.take_pending(3);
                     assert!(!b.is_null() && page.contains(b as usize));
-                    // SAFETY: the pending block is a block of the page, ours now.
-                    let bytes = unsafe { core::slice::from_raw_parts(b, page.block_size.get()) };
+                    let bytes = core::slice::from_raw_parts(b, page.block_size.get());
                     // The test writes no block, so every block reads zero; the mark is on
                     // those cut from an extended list (a list refilled from `local_free` has
                     // lost the page's zeroed flag, so its cuts are not marked).

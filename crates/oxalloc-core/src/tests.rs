@@ -989,3 +989,71 @@ fn reclaimed_pages_keep_the_live_estimate_exact() {
         );
     }
 }
+
+#[test]
+fn freeing_a_pages_last_sample_clears_its_flag() {
+    use crate::page::FLAG_SAMPLED;
+    use std::collections::BTreeMap;
+    let g = global(8);
+    // About one sample per page of 1 KiB blocks (64 KiB pages); under Miri, which is slow
+    // here, four in one page.
+    g.arena.profile.set_rate(scaled(64 * 1024, 16 * 1024));
+    let h = heap(&g);
+    let tid = h.thread_id();
+    let blocks: Vec<*mut u8> = (0..scaled(4096, 64))
+        // SAFETY: the test's contract (see the module comment).
+        .map(|_| unsafe { h.malloc(1024) })
+        .collect();
+    // SAFETY: called with blocks of the heap's pages, whose segments are registered.
+    let page_of = |p: *mut u8| unsafe { Segment::page_of(Segment::of(p), p) };
+    // The sampled blocks of each page.
+    let mut sampled: BTreeMap<usize, Vec<*mut u8>> = BTreeMap::new();
+    for &p in &blocks {
+        assert!(!p.is_null());
+        if g.arena.profile.find(p as usize).is_some() {
+            sampled.entry(page_of(p) as usize).or_default().push(p);
+        }
+    }
+    assert!(
+        sampled.len() >= scaled(8, 1),
+        "{} pages hold samples",
+        sampled.len()
+    );
+    let (mut single, mut several) = (0, 0);
+    for (&page, samples) in &sampled {
+        let page = page as *const crate::page::Page;
+        // SAFETY: the page is one of the heap's, which this thread drives.
+        let flags = || unsafe { (*page).flags() } & FLAG_SAMPLED;
+        assert_ne!(flags(), 0, "a page holding a sample is flagged");
+        if samples.len() == 1 {
+            single += 1;
+        } else {
+            several += 1;
+        }
+        for (i, &p) in samples.iter().enumerate() {
+            // SAFETY: `p` is live, ours.
+            unsafe { g.free(p, tid) };
+            assert!(g.arena.profile.find(p as usize).is_none());
+            let last = i + 1 == samples.len();
+            assert_eq!(
+                flags() == 0,
+                last,
+                "the flag goes with the page's last sample"
+            );
+        }
+    }
+    // Under Miri the one page cannot show both kinds.
+    assert!(
+        cfg!(miri) || (single > 0 && several > 0),
+        "{single} pages with one sample, {several} with more"
+    );
+    let freed: std::collections::BTreeSet<*mut u8> = sampled.into_values().flatten().collect();
+    for p in blocks {
+        if !freed.contains(&p) {
+            // SAFETY: as above.
+            unsafe { g.free(p, tid) };
+        }
+    }
+    assert_eq!(g.arena.profile.live(), 0);
+    h.validate();
+}
