@@ -123,8 +123,8 @@ impl Page {
 const EXTEND_BYTES: usize = 16 * 1024;
 
 /// A page's metadata, stored in its segment's header. Cache-line aligned, so the fields the
-/// fast paths touch (`free`, `used`, `flags`, the keys, `local_free`, `live_bias`) share one
-/// line.
+/// fast paths touch (`free`, `used`, `flags`, the keys, `local_free`, `live_bias`, and
+/// `sample` for frees on a page that holds a sample of the heap profile) share one line.
 ///
 /// Every field is interior-mutable (see the module's "Sharing"): `Cell`s written by the owner
 /// only, atomics for what other threads read while the owner writes it. Fields marked *fixed*
@@ -158,10 +158,12 @@ pub struct Page {
     /// word of any address `p` of the segment is at `live_bias + live_word_offset(p)`. Set
     /// when the segment is set up; it stays when the slot changes pages (fixed).
     pub live_bias: Cell<usize>,
-    /// Blocks carved so far.
-    pub capacity: Cell<u32>,
-    /// Blocks that fit in the page (fixed).
-    pub reserved: Cell<u32>,
+    /// With `FLAG_SAMPLED`: the one sampled block the page has had since the flag was set, or,
+    /// once it has had several, a filter of them (bit 0 set: see [`sample_bit`]). Frees of
+    /// blocks it rules out skip the profile's table (see `note_sample`). Written by the owner
+    /// before it hands the block out, read by every thread's free
+    /// (in the fast paths' cache line: a free on a flagged page reads it).
+    pub(crate) sample: AtomicUsize,
     /// The page's memory came zeroed and no block was carved from it before.
     pub memory_zeroed: Cell<bool>,
     /// `used` when the heap last accounted this page's live bytes (see `stats`).
@@ -182,12 +184,17 @@ pub struct Page {
     /// What heap walks from other threads may read of the page, written by the owner when the
     /// page is set up, refilled and released (see [`Page::publish`]).
     pub published: AtomicU64,
-    /// With `FLAG_SAMPLED`: the one sampled block the page has had since the flag was set, or,
-    /// once it has had several, a filter of them (bit 0 set: see [`sample_bit`]). Frees of
-    /// blocks it rules out skip the profile's table (see `note_sample`). Written by the owner
-    /// before it hands the block out, read by every thread's free.
-    pub(crate) sample: AtomicUsize,
+    /// Blocks carved so far.
+    pub capacity: Cell<u32>,
+    /// Blocks that fit in the page (fixed).
+    pub reserved: Cell<u32>,
 }
+
+// The fields of the fast paths are in the page's first cache line.
+const _: () = assert!(
+    core::mem::offset_of!(Page, sample) + core::mem::size_of::<usize>() <= 64
+        && core::mem::offset_of!(Page, live_bias) < 64
+);
 
 /// The bit of `block` in a page's filter of sampled blocks (`Page::sample` with bit 0 set): one
 /// of bits 1 to 63 (31 on 32-bit targets), by a multiplicative hash of the block's 16-byte
