@@ -532,7 +532,7 @@ impl Sampler {
     /// else returns `n`.
     ///
     /// Inline: a refill is charged on every page refill while profiling, and no sample point
-    /// falls in almost all of them; the cut is [`Sampler::cut`]'s.
+    /// falls in almost all of them; the cut is a cold function's (`Sampler::cut`).
     ///
     /// # Safety
     /// The calling thread owns `page`, whose `free` list holds exactly `n` blocks.
