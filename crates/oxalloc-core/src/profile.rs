@@ -39,7 +39,7 @@
 
 use crate::os::{Os, OS_PAGE};
 use crate::page::{Block, Page, FLAG_SAMPLED};
-use crate::size_class::BIN_COUNT;
+use crate::size_class::{ALIGN, BIN_COUNT};
 use crate::util::align::align_up;
 use crate::util::sync::{fence, AtomicUsize, Ordering};
 use core::ptr;
@@ -544,20 +544,19 @@ impl Sampler {
             return n;
         }
         // SAFETY: as for this function.
-        unsafe { self.cut(rate, page, n) }
+        unsafe { self.cut(rate, page, n, total) }
     }
 
     /// [`Sampler::charge`] when the sampler has not started or a sample point falls in the
-    /// list.
+    /// list of `n` blocks, `total` bytes.
     ///
     /// # Safety
     /// As for [`Sampler::charge`].
     #[cold]
     #[inline(never)]
-    unsafe fn cut(&mut self, rate: usize, page: &Page, n: u32) -> u32 {
+    unsafe fn cut(&mut self, rate: usize, page: &Page, n: u32, total: usize) -> u32 {
         self.start(rate);
         let bs = page.block_size.get();
-        let total = (n as usize).saturating_mul(bs);
         if self.next >= total {
             self.next -= total;
             return n;
@@ -625,7 +624,7 @@ impl Sampler {
         // whose bit 0 is the block's zeroed mark.
         let word = unsafe { crate::util::sync::link_read(b as usize) };
         debug_assert!(
-            word & 14 == 0,
+            word & (ALIGN - 2) == 0,
             "pending links are 16-byte aligned but for the mark"
         );
         self.pending[bin] = (word & !1) as *mut Block;
