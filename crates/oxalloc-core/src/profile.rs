@@ -117,6 +117,27 @@ struct Table {
     slots: [Slot; SLOTS],
 }
 
+/// The mapped table, reached one key or slot at a time: a reference to the whole table would
+/// make Miri retag every one of its atomics (over a megabyte of them) at each use.
+#[derive(Clone, Copy)]
+struct TablePtr(*const Table);
+
+impl TablePtr {
+    /// Key `k` (`k < SLOTS`).
+    fn key(self, k: usize) -> &'static AtomicUsize {
+        debug_assert!(k < SLOTS);
+        // SAFETY: the table is a zeroed mapping that is never unmapped, and `k` is in range.
+        unsafe { &*ptr::addr_of!((*self.0).keys[k]) }
+    }
+
+    /// Slot `k` (`k < SLOTS`).
+    fn slot(self, k: usize) -> &'static Slot {
+        debug_assert!(k < SLOTS);
+        // SAFETY: as for `key`.
+        unsafe { &*ptr::addr_of!((*self.0).slots[k]) }
+    }
+}
+
 /// The process-wide profiler state (one per arena).
 pub struct Profiler {
     /// Mean bytes between samples; 0: profiling off.
@@ -184,14 +205,14 @@ impl Profiler {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn table(&self) -> Option<&Table> {
+    /// The table, once mapped: a non-zero address is a mapping of a zeroed `Table` that is
+    /// never unmapped (all-zero atomics are valid values).
+    fn table(&self) -> Option<TablePtr> {
         let t = self.table.load(Ordering::Acquire);
-        // SAFETY: a non-zero address is a mapping of a zeroed `Table` that is never unmapped
-        // (all-zero atomics are valid values).
-        (t != 0).then(|| unsafe { &*(t as *const Table) })
+        (t != 0).then_some(TablePtr(t as *const Table))
     }
 
-    fn table_or_map<S: Os>(&self, os: &S) -> Option<&Table> {
+    fn table_or_map<S: Os>(&self, os: &S) -> Option<TablePtr> {
         if let Some(t) = self.table() {
             return Some(t);
         }
@@ -231,13 +252,13 @@ impl Profiler {
         let h = hash(addr);
         for i in 0..PROBES {
             let k = (h + i) % SLOTS;
-            if t.keys[k]
+            if t.key(k)
                 .compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
                 continue;
             }
-            let s = &t.slots[k];
+            let s = t.slot(k);
             // The busy key makes this thread the slot's only writer, and readers skip it
             // until the key is published; the write still moves the generation, for a
             // reader that copied the slot's previous sample.
@@ -250,7 +271,7 @@ impl Profiler {
                 f.store(v, Ordering::Relaxed);
             }
             s.end_write(generation);
-            t.keys[k].store(addr, Ordering::Release);
+            t.key(k).store(addr, Ordering::Release);
             self.live.fetch_add(1, Ordering::Relaxed);
             return true;
         }
@@ -259,19 +280,19 @@ impl Profiler {
     }
 
     /// The table and the slot of the sample of the block at `addr`, if it has one.
-    fn slot_of(&self, addr: usize) -> Option<(&Table, usize)> {
+    fn slot_of(&self, addr: usize) -> Option<(TablePtr, usize)> {
         let t = self.table()?;
         let h = hash(addr);
         (0..PROBES)
             .map(|i| (h + i) % SLOTS)
-            .find(|&k| t.keys[k].load(Ordering::Relaxed) == addr)
+            .find(|&k| t.key(k).load(Ordering::Relaxed) == addr)
             .map(|k| (t, k))
     }
 
     /// Removes the sample of the block at `addr`, if there is one; returns whether there was.
     pub fn release(&self, addr: usize) -> bool {
         let released = self.slot_of(addr).is_some_and(|(t, k)| {
-            t.keys[k]
+            t.key(k)
                 .compare_exchange(addr, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         });
@@ -306,7 +327,7 @@ impl Profiler {
         let Some((t, k)) = self.slot_of(addr) else {
             return;
         };
-        let s = &t.slots[k];
+        let s = t.slot(k);
         let generation = s.begin_write();
         s.size.store(size, Ordering::Relaxed);
         s.block_size.store(block_size, Ordering::Relaxed);
@@ -356,11 +377,11 @@ impl Profiler {
         }
         let (first, last) = (start >> GRANULE_SHIFT, (end - 1) >> GRANULE_SHIFT);
         if last - first >= 16 {
-            return t.keys.iter().any(inside);
+            return (0..SLOTS).any(|k| inside(t.key(k)));
         }
         (first..=last).any(|g| {
             let h = window(g);
-            (0..PROBES).any(|i| inside(&t.keys[(h + i) % SLOTS]))
+            (0..PROBES).any(|i| inside(t.key((h + i) % SLOTS)))
         })
     }
 
@@ -371,12 +392,12 @@ impl Profiler {
     }
 
     /// A consistent copy of slot `k`, or `None` if it is empty or changed while read.
-    fn copy(t: &Table, k: usize) -> Option<Sample> {
-        let key = t.keys[k].load(Ordering::Acquire);
+    fn copy(t: TablePtr, k: usize) -> Option<Sample> {
+        let key = t.key(k).load(Ordering::Acquire);
         if key <= BUSY {
             return None;
         }
-        let s = &t.slots[k];
+        let s = t.slot(k);
         let generation = s.generation.load(Ordering::Acquire);
         if generation % 2 != 0 {
             return None;
@@ -395,7 +416,7 @@ impl Profiler {
         // them came from a write that began after `generation` was read, the loads below see
         // that write's odd or later generation.
         fence(Ordering::Acquire);
-        let same = t.keys[k].load(Ordering::Relaxed) == key
+        let same = t.key(k).load(Ordering::Relaxed) == key
             && s.generation.load(Ordering::Relaxed) == generation;
         same.then_some(out)
     }
@@ -872,8 +893,11 @@ mod tests {
                 done.store(1, Ordering::Release);
             });
             // `find` copies the one slot (`for_each` copies all of them, too slow under Miri).
-            let mut last = 0;
-            while done.load(Ordering::Acquire) == 0 {
+            // Under Miri the copies are counted too: its scheduler may run this loop for a long
+            // time before the writer's next step.
+            let (mut last, mut copies) = (0, 0);
+            while done.load(Ordering::Acquire) == 0 && (!cfg!(miri) || copies < 200) {
+                copies += 1;
                 if let Some(s) = p.find(addr) {
                     assert_eq!(s.block_size, s.size + 7, "a torn copy: {s:?}");
                     assert!(s.size >= last, "sizes only grow: {} after {last}", s.size);

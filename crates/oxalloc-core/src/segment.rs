@@ -392,14 +392,19 @@ impl Segment {
 /// before reading any header. It lives in `.bss` (32 MiB of address space on x86-64); a page
 /// of it is only touched where segments are, 4096 segments (16 GiB) per page.
 ///
-/// The map holds a reference to its bytes (in a static of their own) rather than the bytes
-/// themselves, and indexes them without making a slice: every method takes `&self`, and Miri
-/// walks each atomic of a reference it retags (with the 2^20 words of an earlier map, 2000
-/// `contains` did not finish in five minutes). The reference lives in an immutable static, so
-/// native code folds it away.
+/// The map holds a pointer to its bytes (in a static of their own) rather than the bytes
+/// themselves, and reaches one byte at a time through it, never through a reference to the
+/// whole array: Miri walks every atomic of a reference it retags, at each call that takes one
+/// (with the 2^16 bytes of the map under Miri, each `contains` took a tenth of a second while
+/// it passed `&MapUnits` to a method; with the 2^20 words of an earlier map, 2000 `contains`
+/// did not finish in five minutes). The pointer lives in an immutable static, so native code
+/// folds it away.
 pub struct SegmentMap {
-    units: &'static MapUnits,
+    units: *const MapUnits,
 }
+
+// SAFETY: the pointer is to a static of atomics, shared by every thread.
+unsafe impl Sync for SegmentMap {}
 
 /// The bytes of a [`SegmentMap`].
 pub struct MapUnits([AtomicU8; SegmentMap::UNITS]);
@@ -408,17 +413,6 @@ impl MapUnits {
     /// All clear (lives in `.bss`; untouched pages cost no memory).
     pub const fn new() -> Self {
         MapUnits([const { AtomicU8::new(0) }; SegmentMap::UNITS])
-    }
-
-    /// The byte of `unit`, if the map covers it (an index into the array place: no reference
-    /// to the whole array).
-    #[inline(always)]
-    fn get(&'static self, unit: usize) -> Option<&'static AtomicU8> {
-        if unit < SegmentMap::UNITS {
-            Some(&self.0[unit])
-        } else {
-            None
-        }
     }
 }
 
@@ -447,13 +441,26 @@ impl SegmentMap {
         SegmentMap { units }
     }
 
+    /// The byte of `unit`, if the map covers it: a place projection through the pointer, with
+    /// no reference to the whole array.
+    #[inline(always)]
+    fn get(&self, unit: usize) -> Option<&'static AtomicU8> {
+        if unit < Self::UNITS {
+            // SAFETY: `units` points to a `MapUnits` in a static (see `over`), and `unit` is
+            // in range.
+            Some(unsafe { &*ptr::addr_of!((*self.units).0[unit]) })
+        } else {
+            None
+        }
+    }
+
     /// Whether a segment starts at the segment address of `p`.
     #[inline(always)]
     pub fn contains(&self, p: *const u8) -> bool {
         // Range-checked, not masked: a garbage pointer whose low bits name a segment (a
         // corrupted top byte) must not alias onto it, or `free` would read a header through a
         // non-canonical address.
-        match self.units.get(p as usize >> SEGMENT_SHIFT) {
+        match self.get(p as usize >> SEGMENT_SHIFT) {
             Some(u) => u.load(Ordering::Relaxed) != 0,
             None => false,
         }
@@ -461,7 +468,7 @@ impl SegmentMap {
 
     /// Records a segment; returns false if its address is outside the map.
     pub fn insert(&self, segment: *mut Segment) -> bool {
-        match self.units.get(segment as usize >> SEGMENT_SHIFT) {
+        match self.get(segment as usize >> SEGMENT_SHIFT) {
             // Unit 0 is never a segment's: `free` finds null there (`contains(null)` is false,
             // so its fast path needs no test of its own for null).
             Some(u) if segment as usize >> SEGMENT_SHIFT != 0 => {
@@ -474,7 +481,7 @@ impl SegmentMap {
 
     /// Forgets a segment.
     pub fn remove(&self, segment: *mut Segment) {
-        if let Some(u) = self.units.get(segment as usize >> SEGMENT_SHIFT) {
+        if let Some(u) = self.get(segment as usize >> SEGMENT_SHIFT) {
             u.store(0, Ordering::Release);
         }
     }
