@@ -14,7 +14,8 @@ fail() {
     exit 1
 }
 
-say() { echo "ci[$ci_name]: $*"; }
+# Prints a step, with the seconds since the script started (CI keeps no timestamps).
+say() { echo "ci[$ci_name +${SECONDS}s]: $*"; }
 
 # The Rust toolchain the workspace promises to build with (rust-version in Cargo.toml).
 msrv() {

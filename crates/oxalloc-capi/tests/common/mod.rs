@@ -4,8 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Directory holding liboxalloc.so for the profile these tests were built with.
+/// Directory holding liboxalloc.so for the profile these tests were built with, or the one
+/// `TEST_LIBOXALLOC_DIR` names (CI runs the debug-built tests against the release library
+/// that way, without building them again; not an `OXALLOC_` name, which the library would
+/// warn about in every program the tests run).
 pub fn lib_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TEST_LIBOXALLOC_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> -> target/<profile>
     exe.parent().unwrap().parent().unwrap().to_path_buf()
